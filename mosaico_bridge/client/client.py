@@ -1,0 +1,391 @@
+"""MosaicoClient: the gateway to a Mosaico server, with its four layers.
+
+* control layer (:mod:`.control`): one Flight connection for DoAction, GetFlightInfo,
+  ListFlights;
+* data layer (:mod:`.data`): a pool of Flight connections, DoPut streams round-robin;
+* processing layer (:mod:`.processing`): an executor pool converting messages to
+  record batches;
+* security layer (:mod:`.security`): TLS trust and the API key on every call.
+
+Wire format: the mosaicod 0.7 JSON dialect (:mod:`.wire`, protocol doc §1-§5).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from . import wire
+from .control import ControlConnection
+from .data import DEFAULT_DATA_CONNECTIONS, ConnectionPool
+from .errors import MosaicoError, NotFoundError, ServerRefusedError
+from .handlers import SequenceHandler, TopicHandler
+from .processing import ExecutorPool
+from .security import APIKeyPermissionEnum, APIKeyStatus, SecurityConfig
+from .sequence_writer import SequenceWriter, SessionLevelErrorPolicy
+
+log = logging.getLogger("mosaico_bridge.client")
+
+_SENTINEL = object()
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A notification stored by the server (§2). ``created_datetime`` is ISO-8601 text."""
+
+    name: str
+    notification_type: str
+    message: str
+    created_datetime: str
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Reply of the ``info`` action: version and message size limits in bytes (§2)."""
+
+    version: str
+    grpc_max_decode_message_size: int
+    grpc_max_encode_message_size: int
+    grpc_target_encode_message_size: int
+
+
+class MosaicoClient:
+    """A connected client. Get one with :meth:`connect` or :meth:`from_env`;
+    constructing it directly raises RuntimeError. Use it in ``with`` or call
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        timeout: float,
+        control: ControlConnection,
+        pool: ConnectionPool,
+        processing: ExecutorPool,
+        security: SecurityConfig,
+        info: ServerInfo,
+        sentinel: object = None,
+    ) -> None:
+        if sentinel is not _SENTINEL:
+            raise RuntimeError("MosaicoClient cannot be constructed directly: use MosaicoClient.connect()")
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._control = control
+        self._pool = pool
+        self._processing = processing
+        self._security = security
+        self._info = info
+        self._sequence_handlers: dict[str, SequenceHandler] = {}
+        self._topic_handlers: dict[str, TopicHandler] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ factory
+    @classmethod
+    def connect(
+        cls,
+        host: str,
+        port: int,
+        timeout: float = 5,
+        tls_cert_path: Optional[str] = None,
+        api_key: Optional[str] = None,
+        *,
+        data_connections: int = DEFAULT_DATA_CONNECTIONS,
+        workers: Optional[int] = None,
+    ) -> "MosaicoClient":
+        """Connect to the server at ``host:port`` and set up all four layers.
+
+        Args:
+            timeout: seconds to wait for the server's ``info`` reply, and per control call.
+            tls_cert_path: PEM CA to trust; switches to ``grpc+tls``.
+            api_key: sent as ``mosaico-api-key-token`` on every call (needs Read to connect).
+            data_connections: size of the data layer's connection pool (default 4).
+            workers: size of the processing layer's executor pool (default: CPU count, 2..8).
+
+        Raises:
+            ConnectionError: the server is unreachable or does not answer in time.
+            AuthenticationError: the server refuses the API key.
+            ValueError: ``tls_cert_path`` cannot be read or holds no certificate.
+            FileNotFoundError: ``tls_cert_path`` does not exist.
+        """
+        security = SecurityConfig.create(tls_cert_path, api_key)
+        control = ControlConnection(host, port, security, timeout)
+        try:
+            reply = control.wait_ready(timeout)
+            config = wire.require(
+                reply.get("config"),
+                wire.Action.INFO,
+                "grpc_max_decode_message_size",
+                "grpc_max_encode_message_size",
+                "grpc_target_encode_message_size",
+            )
+            info = ServerInfo(
+                version=str(reply["version"]),
+                grpc_max_decode_message_size=int(config["grpc_max_decode_message_size"]),
+                grpc_max_encode_message_size=int(config["grpc_max_encode_message_size"]),
+                grpc_target_encode_message_size=int(config["grpc_target_encode_message_size"]),
+            )
+            pool = ConnectionPool(host, port, security, data_connections)
+            processing = ExecutorPool(workers)
+        except BaseException:
+            control.close()
+            raise
+        log.info(
+            "connected to Mosaico %s at %s (%d data connections, %d workers%s)",
+            info.version,
+            security.location(host, port),
+            len(pool),
+            processing.workers,
+            f", key {security.api_key_fingerprint}" if security.api_key_fingerprint else "",
+        )
+        return cls(
+            host=host,
+            port=port,
+            timeout=timeout,
+            control=control,
+            pool=pool,
+            processing=processing,
+            security=security,
+            info=info,
+            sentinel=_SENTINEL,
+        )
+
+    @classmethod
+    def from_env(cls, host: str, port: int, timeout: float = 5, **kwargs: Any) -> "MosaicoClient":
+        """:meth:`connect` with ``MOSAICO_API_KEY`` and ``MOSAICO_TLS_CERT_FILE`` from the environment."""
+        return cls.connect(
+            host,
+            port,
+            timeout,
+            tls_cert_path=os.environ.get(wire.ENV_TLS_CERT_FILE) or None,
+            api_key=os.environ.get(wire.ENV_API_KEY) or None,
+            **kwargs,
+        )
+
+    def __enter__(self) -> "MosaicoClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the handlers, the data connections, the executor pool and the control connection."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.clear_sequence_handlers_cache()
+        self.clear_topic_handlers_cache()
+        self._pool.close()
+        self._processing.close()
+        self._control.close()
+
+    def __repr__(self) -> str:
+        fp = self._security.api_key_fingerprint
+        return f"MosaicoClient({self._security.location(self.host, self.port)!r}, api_key_fingerprint={fp!r})"
+
+    # ------------------------------------------------------------------ server
+    def info(self) -> ServerInfo:
+        """Server version and message size limits, as read at connect."""
+        return self._info
+
+    def version(self) -> str:
+        """Version string of the server (``info`` action, §2)."""
+        reply = wire.require(self._control.do_action(wire.Action.INFO, wire.info_request()), "info", "version")
+        return str(reply["version"])
+
+    @property
+    def max_batch_size_bytes(self) -> int:
+        """Largest record batch the server accepts from this client, in bytes (§1)."""
+        return int(wire.BATCH_SIZE_SHARE * self._info.grpc_max_decode_message_size)
+
+    @property
+    def api_key_fingerprint(self) -> Optional[str]:
+        return self._security.api_key_fingerprint
+
+    # ------------------------------------------------------------------ writing
+    def _writer(
+        self,
+        sequence_name: str,
+        metadata: Mapping[str, Any],
+        on_error: SessionLevelErrorPolicy | str,
+        max_batch_size_bytes: Optional[int],
+        max_batch_size_records: Optional[int],
+        create: bool,
+    ) -> SequenceWriter:
+        limit = self.max_batch_size_bytes
+        if max_batch_size_bytes is not None:
+            if max_batch_size_bytes < 1:
+                raise ValueError(f"max_batch_size_bytes must be >= 1, got {max_batch_size_bytes}")
+            limit = min(limit, int(max_batch_size_bytes))
+        if max_batch_size_records is not None and max_batch_size_records < 1:
+            raise ValueError(f"max_batch_size_records must be >= 1, got {max_batch_size_records}")
+        return SequenceWriter(
+            self, sequence_name, metadata, SessionLevelErrorPolicy(on_error), limit, max_batch_size_records, create
+        )
+
+    def sequence_create(
+        self,
+        sequence_name: str,
+        metadata: Mapping[str, Any],
+        on_error: SessionLevelErrorPolicy | str = SessionLevelErrorPolicy.Report,
+        max_batch_size_bytes: Optional[int] = None,
+        max_batch_size_records: Optional[int] = None,
+    ) -> SequenceWriter:
+        """A writer that creates the sequence ``sequence_name`` when its ``with`` block starts.
+
+        ``max_batch_size_bytes`` is capped at 90 % of the server's decode limit (§1).
+
+        Raises:
+            ValueError: invalid sequence name, metadata or limits (before any call).
+            RuntimeError: the writer's methods, outside its ``with`` block.
+        """
+        return self._writer(sequence_name, metadata, on_error, max_batch_size_bytes, max_batch_size_records, True)
+
+    def sequence_update(
+        self,
+        sequence_name: str,
+        on_error: SessionLevelErrorPolicy | str = SessionLevelErrorPolicy.Report,
+        max_batch_size_bytes: Optional[int] = None,
+        max_batch_size_records: Optional[int] = None,
+    ) -> SequenceWriter:
+        """A writer for a new session on the existing sequence ``sequence_name``."""
+        return self._writer(sequence_name, {}, on_error, max_batch_size_bytes, max_batch_size_records, False)
+
+    # ------------------------------------------------------------------ reading
+    def list_sequences(self) -> list[str]:
+        """Names of all sequences on the server (ListFlights, §4)."""
+        names = []
+        for info in self._control.list_flights():
+            path = info.descriptor.path
+            if path:
+                names.append(path[0].decode() if isinstance(path[0], bytes) else str(path[0]))
+        return names
+
+    def sequence_exists(self, sequence_name: str) -> bool:
+        try:
+            self._control.get_flight_info(wire.read_descriptor(wire.sequence_locator(sequence_name)))
+            return True
+        except NotFoundError:
+            return False
+
+    def sequence_handler(self, sequence_name: str) -> Optional[SequenceHandler]:
+        """Handler of a sequence (cached), or None if the server does not know it."""
+        loc = wire.sequence_locator(sequence_name)
+        with self._lock:
+            cached = self._sequence_handlers.get(loc)
+        if cached is not None:
+            return cached
+        try:
+            info = self._control.get_flight_info(wire.read_descriptor(loc))
+        except (NotFoundError, ServerRefusedError) as exc:
+            log.debug("sequence %s: %s", loc, exc)
+            return None
+        handler = SequenceHandler(self._control, info)
+        with self._lock:
+            self._sequence_handlers[loc] = handler
+        return handler
+
+    def topic_handler(self, sequence_name: str, topic_name: str) -> Optional[TopicHandler]:
+        """Handler of a topic (cached), or None if the server does not know it."""
+        loc = wire.topic_locator(sequence_name, topic_name)
+        with self._lock:
+            cached = self._topic_handlers.get(loc)
+        if cached is not None:
+            return cached
+        try:
+            info = self._control.get_flight_info(wire.read_descriptor(loc))
+        except (NotFoundError, ServerRefusedError) as exc:
+            log.debug("topic %s: %s", loc, exc)
+            return None
+        if not info.endpoints:
+            return None
+        handler = TopicHandler(self._control, info.endpoints[0])
+        with self._lock:
+            self._topic_handlers[loc] = handler
+        return handler
+
+    def clear_sequence_handlers_cache(self) -> None:
+        with self._lock:
+            self._sequence_handlers.clear()
+
+    def clear_topic_handlers_cache(self) -> None:
+        with self._lock:
+            self._topic_handlers.clear()
+
+    # ------------------------------------------------------------------ deleting
+    def sequence_delete(self, sequence_name: str) -> None:
+        """Delete a sequence and all its data (needs Delete permission)."""
+        loc = wire.validate_sequence_name(sequence_name)
+        self._control.do_action(wire.Action.SEQUENCE_DELETE, wire.sequence_delete_request(loc))
+        with self._lock:
+            self._sequence_handlers.pop(loc, None)
+            for key in [k for k in self._topic_handlers if k.startswith(loc + "/")]:
+                del self._topic_handlers[key]
+
+    def session_delete(self, session_locator: str) -> None:
+        """Delete one session (its topics and data) by its locator, e.g. ``seq:<id>``."""
+        self._control.do_action(wire.Action.SESSION_DELETE, wire.session_delete_request(session_locator))
+        self.clear_sequence_handlers_cache()
+        self.clear_topic_handlers_cache()
+
+    # ------------------------------------------------------------------ notifications
+    def _notifications(self, action: str, locator: str) -> list[Notification]:
+        reply = self._control.do_action(action, wire.locator_request(locator)) or {}
+        return [
+            Notification(
+                name=str(n.get("name", locator)),
+                notification_type=str(n.get("notification_type", wire.NOTIFICATION_ERROR)),
+                message=str(n.get("msg", "")),
+                created_datetime=str(n.get("created_datetime", "")),
+            )
+            for n in reply.get("notifications", [])
+        ]
+
+    def list_sequence_notifications(self, sequence_name: str) -> list[Notification]:
+        return self._notifications(wire.Action.SEQUENCE_NOTIFICATION_LIST, wire.sequence_locator(sequence_name))
+
+    def clear_sequence_notifications(self, sequence_name: str) -> None:
+        self._control.do_action(
+            wire.Action.SEQUENCE_NOTIFICATION_PURGE, wire.locator_request(wire.sequence_locator(sequence_name))
+        )
+
+    def list_topic_notifications(self, sequence_name: str, topic_name: str) -> list[Notification]:
+        return self._notifications(wire.Action.TOPIC_NOTIFICATION_LIST, wire.topic_locator(sequence_name, topic_name))
+
+    def clear_topic_notifications(self, sequence_name: str, topic_name: str) -> None:
+        self._control.do_action(
+            wire.Action.TOPIC_NOTIFICATION_PURGE, wire.locator_request(wire.topic_locator(sequence_name, topic_name))
+        )
+
+    # ------------------------------------------------------------------ API keys
+    def api_key_create(
+        self, permission: APIKeyPermissionEnum, description: str, expires_at_ns: Optional[int] = None
+    ) -> Optional[str]:
+        """Create an API key (needs Manage). Returns the key; the server keeps only a hash."""
+        reply = self._control.do_action(
+            wire.Action.API_KEY_CREATE,
+            wire.api_key_create_request(APIKeyPermissionEnum(permission).value, description, expires_at_ns),
+        )
+        return str(reply["api_key"]) if reply and "api_key" in reply else None
+
+    def api_key_status(self, api_key_fingerprint: Optional[str] = None) -> Optional[APIKeyStatus]:
+        """Status of the key with that fingerprint (default: the key in use). Needs Manage."""
+        fingerprint = api_key_fingerprint or self._security.api_key_fingerprint
+        if not fingerprint:
+            raise ValueError("no API key fingerprint given and the client has no API key")
+        reply = self._control.do_action(wire.Action.API_KEY_STATUS, wire.api_key_fingerprint_request(fingerprint))
+        return APIKeyStatus.from_response(reply) if reply else None
+
+    def api_key_revoke(self, api_key_fingerprint: str) -> None:
+        """Revoke the key with that fingerprint (needs Manage)."""
+        self._control.do_action(wire.Action.API_KEY_REVOKE, wire.api_key_fingerprint_request(api_key_fingerprint))
+
+
+__all__ = ["MosaicoClient", "MosaicoError", "Notification", "ServerInfo"]

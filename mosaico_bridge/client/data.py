@@ -1,0 +1,87 @@
+"""Data layer: a pool of Flight connections, topic DoPut streams striped round-robin.
+
+Each :class:`DataConnection` owns one Flight client and one writer thread. A topic is
+bound to one connection when it is created (round-robin over the pool), and every
+write and the close of its DoPut stream run on that connection's thread, in the order
+they were submitted: record batches of a topic reach the server in order, while
+different topics upload in parallel on different connections (seed document
+"Data Layer").
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from . import wire
+from .errors import translate
+from .security import SecurityConfig
+
+log = logging.getLogger("mosaico_bridge.client")
+T = TypeVar("T")
+
+#: Default number of data connections.
+DEFAULT_DATA_CONNECTIONS = 4
+
+
+class DataConnection:
+    """One Flight client of the pool and the thread that writes on it."""
+
+    def __init__(self, index: int, client: flight.FlightClient) -> None:
+        self.index = index
+        self.client = client
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mosaico-data-{index}")
+
+    def submit(self, fn: Callable[..., T], *args: object) -> "Future[T]":
+        """Run ``fn(*args)`` on this connection's writer thread, after everything submitted before."""
+        return self._thread.submit(fn, *args)
+
+    def open_put(
+        self, topic_locator: str, topic_uuid: str, schema: pa.Schema
+    ) -> tuple[flight.FlightStreamWriter, flight.FlightMetadataReader]:
+        """Open the DoPut stream of one topic (§3 step 4).
+
+        Raises:
+            ServerRefusedError, ConnectionError: if the server refuses or is unreachable.
+        """
+        try:
+            return self.client.do_put(wire.doput_descriptor(topic_locator, topic_uuid), schema)
+        except Exception as exc:
+            raise translate("DoPut", exc) from None
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self.client.close()
+
+
+class ConnectionPool:
+    """``size`` data connections to one server, handed out round-robin.
+
+    Raises:
+        ValueError: if ``size`` < 1.
+    """
+
+    def __init__(self, host: str, port: int, security: SecurityConfig, size: int = DEFAULT_DATA_CONNECTIONS) -> None:
+        if size < 1:
+            raise ValueError(f"data_connections must be >= 1, got {size}")
+        self.connections = [DataConnection(i, security.new_flight_client(host, port)) for i in range(size)]
+        self._next = itertools.cycle(self.connections)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.connections)
+
+    def next(self) -> DataConnection:
+        """The connection for the next topic (round-robin, thread-safe)."""
+        with self._lock:
+            return next(self._next)
+
+    def close(self) -> None:
+        for conn in self.connections:
+            conn.close()

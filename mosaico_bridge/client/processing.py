@@ -1,0 +1,40 @@
+"""Processing layer: an executor pool that converts messages into Arrow record batches.
+
+Conversion of batch k+1 runs here while the data layer uploads batch k (seed document
+"Processing Layer"). Workers are threads: the heavy parts of conversion (CDR decoding
+of arrays, Arrow building) and of upload release the GIL.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+def default_workers() -> int:
+    """Default pool size: the CPU count, at least 2, at most 8."""
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+class ExecutorPool:
+    """A pool of ``workers`` conversion threads.
+
+    Raises:
+        ValueError: if ``workers`` < 1.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        workers = default_workers() if workers is None else workers
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mosaico-convert")
+
+    def submit(self, fn: Callable[..., T], *args: object) -> "Future[T]":
+        return self._pool.submit(fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,269 @@
+"""SequenceWriter: one write session on a sequence, used inside ``with``.
+
+Call order on the wire (protocol doc §3): ``sequence_create`` (not when updating an
+existing sequence), ``session_create``, then per topic ``topic_create`` and a DoPut
+stream; on a clean exit every DoPut stream is ended and ``session_finalize`` sent. On
+an exception the session-level error policy runs:
+
+* :attr:`SessionLevelErrorPolicy.Report`: what was received is flushed (no data already
+  received is lost), each failed topic gets a topic notification, the sequence gets an
+  error notification, and the session is finalized;
+* :attr:`SessionLevelErrorPolicy.Delete`: the DoPut streams are ended without flushing,
+  then ``session_delete`` and (if this writer created the sequence) ``sequence_delete``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+import pyarrow as pa
+
+from . import wire
+from .topic_writer import BatchConverter, TopicWriter
+
+if TYPE_CHECKING:
+    from .client import MosaicoClient
+
+log = logging.getLogger("mosaico_bridge.client")
+
+
+class SessionLevelErrorPolicy(Enum):
+    """What a SequenceWriter does with a session when an error ends it."""
+
+    Report = "report"
+    Delete = "delete"
+
+
+class SequenceWriter:
+    """Writer of one session of a sequence. Get it from ``MosaicoClient.sequence_create``
+    (new sequence) or ``MosaicoClient.sequence_update`` (new session on an existing one).
+
+    Every method but the constructor raises RuntimeError outside the ``with`` block.
+    """
+
+    def __init__(
+        self,
+        client: "MosaicoClient",
+        sequence_name: str,
+        metadata: Mapping[str, Any],
+        on_error: SessionLevelErrorPolicy,
+        max_batch_size_bytes: int,
+        max_batch_size_records: Optional[int],
+        create_sequence: bool,
+    ) -> None:
+        self._client = client
+        self.sequence_name = wire.validate_sequence_name(sequence_name)
+        if not isinstance(metadata, Mapping):
+            raise ValueError(f"sequence metadata must be a mapping, got {type(metadata).__name__}")
+        self.metadata = dict(metadata)
+        self.on_error = SessionLevelErrorPolicy(on_error)
+        self.max_batch_size_bytes = max_batch_size_bytes
+        self.max_batch_size_records = max_batch_size_records
+        self._create_sequence = create_sequence
+        self._topics: dict[str, TopicWriter] = {}
+        self._lock = threading.Lock()
+        self._state = "new"  # new -> open -> finalized | reported | deleted
+        self.session_uuid: Optional[str] = None
+        self.session_locator: Optional[str] = None
+
+    # -------------------------------------------------------------- context manager
+    def __enter__(self) -> "SequenceWriter":
+        if self._state != "new":
+            raise RuntimeError("a SequenceWriter can be entered only once")
+        control = self._client._control
+        if self._create_sequence:
+            control.do_action(wire.Action.SEQUENCE_CREATE, wire.sequence_create_request(self.sequence_name, self.metadata))
+        try:
+            reply = control.do_action(wire.Action.SESSION_CREATE, wire.session_create_request(self.sequence_name))
+            reply = wire.require(reply, wire.Action.SESSION_CREATE, "uuid", "locator")
+        except BaseException:
+            if self._create_sequence:
+                self._quietly(wire.Action.SEQUENCE_DELETE, wire.sequence_delete_request(self.sequence_name))
+            raise
+        self.session_uuid, self.session_locator = str(reply["uuid"]), str(reply["locator"])
+        self._state = "open"
+        log.info("sequence %s: session %s open", self.sequence_name, self.session_locator)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._state != "open":
+            return False
+        if exc is None:
+            try:
+                self.finalize()
+                return False
+            except BaseException as err:
+                self.abort(err)
+                raise
+        self.abort(exc)
+        return False
+
+    # -------------------------------------------------------------- topics
+    def topic_create(
+        self,
+        topic_name: str,
+        metadata: Mapping[str, Any],
+        converter: Optional[BatchConverter] = None,
+        *,
+        schema: Optional[pa.Schema] = None,
+        ontology_tag: Optional[str] = None,
+        serialization_format: Optional[str] = None,
+    ) -> TopicWriter:
+        """Create a topic in this session and open its DoPut stream (§3 step 4).
+
+        Give a ``converter`` (schema, ontology tag and serialization format come from
+        it, and :meth:`TopicWriter.push` takes serialized messages), or a ``schema``
+        starting with ``timestamp_ns: int64 NOT NULL`` plus an ``ontology_tag`` (then
+        use :meth:`TopicWriter.push_batch`).
+
+        Raises:
+            RuntimeError: outside ``with``.
+            ValueError: invalid or duplicate topic name, or a schema without ``timestamp_ns``.
+            ServerRefusedError, ConnectionError: from the server.
+        """
+        self._require_open()
+        path = wire.validate_topic_name(topic_name)
+        if converter is not None:
+            schema = converter.schema
+            ontology_tag = converter.ontology_tag
+            serialization_format = serialization_format or converter.serialization_format
+        if schema is None or ontology_tag is None:
+            raise ValueError(f"topic {topic_name}: give a converter, or a schema and an ontology_tag")
+        if len(schema) == 0 or not schema.field(0).equals(wire.TIMESTAMP_FIELD):
+            raise ValueError(f"topic {topic_name}: schema must start with timestamp_ns: int64 not null")
+        serialization_format = serialization_format or "default"
+        with self._lock:
+            if topic_name in self._topics:
+                raise ValueError(f"topic {topic_name} already exists in this session")
+        control = self._client._control
+        assert self.session_uuid is not None
+        reply = control.do_action(
+            wire.Action.TOPIC_CREATE,
+            wire.topic_create_request(
+                self.session_uuid, self.sequence_name, path, serialization_format, ontology_tag, metadata
+            ),
+        )
+        topic_uuid = str(wire.require(reply, wire.Action.TOPIC_CREATE, "uuid")["uuid"])
+        locator = wire.topic_locator(self.sequence_name, path)
+        connection = self._client._pool.next()
+        try:
+            stream = connection.open_put(locator, topic_uuid, schema)
+        except BaseException:
+            self._quietly(wire.Action.TOPIC_DELETE, wire.topic_delete_request(self.sequence_name, path))
+            raise
+        writer = TopicWriter(
+            name=topic_name,
+            locator=locator,
+            uuid=topic_uuid,
+            schema=schema,
+            converter=converter,
+            connection=connection,
+            processing=self._client._processing,
+            stream=stream,
+            max_batch_bytes=self.max_batch_size_bytes,
+            max_batch_records=self.max_batch_size_records,
+            notify=lambda msg, loc=locator: self._quietly(
+                wire.Action.TOPIC_NOTIFICATION_CREATE, wire.notification_create_request(loc, msg)
+            ),
+        )
+        with self._lock:
+            self._topics[topic_name] = writer
+        log.debug("topic %s: created on data connection %d", locator, connection.index)
+        return writer
+
+    def get_topic_writer(self, topic_name: str) -> Optional[TopicWriter]:
+        self._require_open()
+        return self._topics.get(topic_name)
+
+    def topic_writer_exists(self, topic_name: str) -> bool:
+        return topic_name in self._topics
+
+    def list_topic_writers(self) -> list[str]:
+        return list(self._topics)
+
+    @property
+    def topic_writers(self) -> dict[str, TopicWriter]:
+        return dict(self._topics)
+
+    @property
+    def status(self) -> str:
+        """``new``, ``open``, ``finalized``, ``reported`` or ``deleted``."""
+        return self._state
+
+    # -------------------------------------------------------------- end of session
+    def flush(self) -> None:
+        """Write everything pushed so far on every topic; wait for it.
+
+        Raises:
+            RuntimeError: outside ``with``. MosaicoError: a topic's background error.
+        """
+        self._require_open()
+        for writer in list(self._topics.values()):
+            writer.flush()
+
+    def finalize(self) -> None:
+        """End every DoPut stream (flushing), then ``session_finalize`` (§3 step 6).
+
+        Raises:
+            RuntimeError: outside ``with``. MosaicoError: a topic's error or the server's refusal.
+        """
+        self._require_open()
+        for writer in list(self._topics.values()):
+            writer.close(flush=True)
+        assert self.session_uuid is not None
+        self._client._control.do_action(
+            wire.Action.SESSION_FINALIZE, wire.session_finalize_request(self.session_uuid)
+        )
+        self._state = "finalized"
+        log.info("sequence %s: session %s finalized", self.sequence_name, self.session_locator)
+
+    def abort(self, error: BaseException) -> None:
+        """Apply the session-level error policy for ``error``. Never raises."""
+        if self._state != "open":
+            return
+        reason = f"{type(error).__name__}: {error}"
+        if self.on_error is SessionLevelErrorPolicy.Delete:
+            for writer in list(self._topics.values()):
+                self._quietly_close(writer, flush=False)
+            self._quietly(wire.Action.SESSION_DELETE, wire.session_delete_request(self.session_locator or ""))
+            if self._create_sequence:
+                self._quietly(wire.Action.SEQUENCE_DELETE, wire.sequence_delete_request(self.sequence_name))
+            self._state = "deleted"
+            log.warning("sequence %s: session deleted after error (%s)", self.sequence_name, reason)
+            return
+        for writer in list(self._topics.values()):
+            self._quietly_close(writer, flush=True)
+            if writer.error is not None:
+                self._quietly(
+                    wire.Action.TOPIC_NOTIFICATION_CREATE,
+                    wire.notification_create_request(writer.locator, str(writer.error)),
+                )
+        self._quietly(
+            wire.Action.SEQUENCE_NOTIFICATION_CREATE,
+            wire.notification_create_request(wire.sequence_locator(self.sequence_name), reason),
+        )
+        self._quietly(wire.Action.SESSION_FINALIZE, wire.session_finalize_request(self.session_uuid or ""))
+        self._state = "reported"
+        log.warning("sequence %s: session finalized with an error report (%s)", self.sequence_name, reason)
+
+    # -------------------------------------------------------------- helpers
+    def _require_open(self) -> None:
+        if self._state == "new":
+            raise RuntimeError("SequenceWriter must be used inside a 'with' block")
+        if self._state != "open":
+            raise RuntimeError(f"SequenceWriter is {self._state}")
+
+    def _quietly(self, name: str, payload: dict[str, Any]) -> None:
+        try:
+            self._client._control.do_action(name, payload)
+        except Exception as exc:
+            log.error("sequence %s: %s failed: %s", self.sequence_name, name, exc)
+
+    def _quietly_close(self, writer: TopicWriter, flush: bool) -> None:
+        try:
+            writer.close(flush=flush)
+        except Exception as exc:
+            log.error("topic %s: close failed: %s", writer.locator, exc)
