@@ -527,6 +527,28 @@ def parse_ticket(ticket: flight.Ticket) -> ResourceCommand:
 # --------------------------------------------------------------------------------------
 
 
+def session_app_metadata(
+    locator: str,
+    created_at_ns: int,
+    locked: bool,
+    topics: list[str],
+    completed_at_ns: Optional[int] = None,
+) -> dict[str, Any]:
+    """One item of ``sessions`` in the sequence app_metadata (§4).
+
+    ``topics`` are ``seq/topic`` locators; ``completed_at_ns`` is left out when None.
+    """
+    session: dict[str, Any] = {
+        "locator": locator,
+        "created_at_ns": int(created_at_ns),
+        "locked": bool(locked),
+        "topics": list(topics),
+    }
+    if completed_at_ns is not None:
+        session["completed_at_ns"] = int(completed_at_ns)
+    return session
+
+
 def sequence_app_metadata(
     locator: str,
     created_at_ns: int,

@@ -1,0 +1,6 @@
+"""Where serialized messages come from: bags (rosbags) and, later, live subscriptions."""
+
+from .bag import BagSource, BagSourceError, BagTopic
+from .topic_filter import TopicFilter
+
+__all__ = ["BagSource", "BagSourceError", "BagTopic", "TopicFilter"]

@@ -1,0 +1,160 @@
+"""Bags as a source of serialized messages: ROS 1 (.bag) and ROS 2 (sqlite3, MCAP,
+split) through ``rosbags.highlevel.AnyReader``.
+
+Messages come out in log-time order across all selected topics, as
+``(topic, timestamp_ns, serialized message)``; the timestamp is the bag's log time
+(receive time of the recorder) in nanoseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.typesys import Stores, get_typestore
+
+from .topic_filter import TopicFilter
+
+log = logging.getLogger("mosaico_bridge.sources")
+
+#: Typestore used for bags that store no message definitions (old rosbag2 metadata).
+FALLBACK_STORE = Stores.ROS2_HUMBLE
+
+
+class BagSourceError(ValueError):
+    """A bag that cannot be opened or read; the message names the bag."""
+
+
+@dataclass(frozen=True)
+class BagTopic:
+    """One topic of the opened bags.
+
+    ``encoding`` is ``"cdr"`` (ROS 2) or ``"ros1"``; ``message_count`` comes from the
+    bag index and ``connections`` counts the publishers recorded on it.
+    """
+
+    name: str
+    msgtype: str
+    encoding: str
+    message_count: int
+    connections: int
+
+
+class BagSource:
+    """The selected topics of one or more bags of the same ROS generation.
+
+    Use as a context manager::
+
+        with BagSource([Path("run.mcap")], TopicFilter.of(["/imu/.*"])) as bag:
+            for topic, t_ns, raw in bag.messages():
+                ...
+
+    Raises (on ``open``):
+        BagSourceError: a path is missing, not a bag, corrupt, or a topic carries two types.
+    """
+
+    def __init__(self, paths: Sequence[Path | str], topic_filter: Optional[TopicFilter] = None) -> None:
+        if not paths:
+            raise BagSourceError("no bag given")
+        self.paths = [Path(p) for p in paths]
+        self.topic_filter = topic_filter or TopicFilter()
+        self._reader: Optional[AnyReader] = None
+        self.topics: dict[str, BagTopic] = {}
+        self.skipped_topics: list[str] = []
+
+    # ---------------------------------------------------------------- lifecycle
+    def open(self) -> "BagSource":
+        for path in self.paths:
+            if not path.exists():
+                raise BagSourceError(f"bag not found: {path}")
+        try:
+            reader = AnyReader(self.paths, default_typestore=get_typestore(FALLBACK_STORE))
+            reader.open()
+        except (AnyReaderError, Exception) as exc:  # rosbags raises several error classes
+            raise BagSourceError(f"cannot open bag {', '.join(map(str, self.paths))}: {_one_line(exc)}") from None
+        self._reader = reader
+        self._index_topics()
+        return self
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def __enter__(self) -> "BagSource":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- content
+    @property
+    def reader(self) -> AnyReader:
+        if self._reader is None:
+            raise RuntimeError("BagSource is not open")
+        return self._reader
+
+    @property
+    def typestore(self):  # rosbags Typestore with every definition the bags hold
+        return self.reader.typestore
+
+    @property
+    def encoding(self) -> str:
+        return "cdr" if self.reader.is2 else "ros1"
+
+    @property
+    def message_count(self) -> int:
+        """Messages on the selected topics."""
+        return sum(t.message_count for t in self.topics.values())
+
+    @property
+    def start_time_ns(self) -> int:
+        return int(self.reader.start_time)
+
+    @property
+    def end_time_ns(self) -> int:
+        return int(self.reader.end_time)
+
+    def _index_topics(self) -> None:
+        by_topic: dict[str, list] = {}
+        for conn in self.reader.connections:
+            by_topic.setdefault(conn.topic, []).append(conn)
+        for name in sorted(by_topic):
+            conns = by_topic[name]
+            if not self.topic_filter(name):
+                self.skipped_topics.append(name)
+                continue
+            types = sorted({c.msgtype for c in conns})
+            if len(types) > 1:
+                raise BagSourceError(f"topic {name} carries several message types: {', '.join(types)}")
+            self.topics[name] = BagTopic(
+                name=name,
+                msgtype=types[0],
+                encoding=self.encoding,
+                message_count=sum(c.msgcount for c in conns),
+                connections=len(conns),
+            )
+
+    def messages(self) -> Iterator[tuple[str, int, memoryview | bytes]]:
+        """Yield ``(topic, log_time_ns, serialized_message)`` of the selected topics in time order.
+
+        Raises:
+            BagSourceError: if the bag turns out corrupt while reading.
+        """
+        conns = [c for c in self.reader.connections if c.topic in self.topics]
+        if not conns:
+            return
+        try:
+            for conn, timestamp, rawdata in self.reader.messages(connections=conns):
+                yield conn.topic, timestamp, rawdata
+        except BagSourceError:
+            raise
+        except Exception as exc:
+            raise BagSourceError(f"corrupt bag {', '.join(map(str, self.paths))}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
