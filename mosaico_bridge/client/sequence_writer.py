@@ -6,10 +6,11 @@ stream; on a clean exit every DoPut stream is ended and ``session_finalize`` sen
 an exception the session-level error policy runs:
 
 * :attr:`SessionLevelErrorPolicy.Report`: what was received is flushed (no data already
-  received is lost), each failed topic gets a topic notification, the sequence gets an
-  error notification, and the session is finalized;
+  received is lost), each topic gets an error notification, the sequence gets an error
+  notification, and the session is finalized;
 * :attr:`SessionLevelErrorPolicy.Delete`: the DoPut streams are ended without flushing,
-  then ``session_delete`` and (if this writer created the sequence) ``sequence_delete``.
+  each topic gets an error notification, then ``session_delete`` and (if this writer
+  created the sequence) ``sequence_delete``.
 """
 
 from __future__ import annotations
@@ -225,22 +226,22 @@ class SequenceWriter:
         if self._state != "open":
             return
         reason = f"{type(error).__name__}: {error}"
-        if self.on_error is SessionLevelErrorPolicy.Delete:
-            for writer in list(self._topics.values()):
-                self._quietly_close(writer, flush=False)
+        delete = self.on_error is SessionLevelErrorPolicy.Delete
+        # Every open topic is ended (flushed under Report: no data already received is
+        # lost) and gets an error notification, as the SDK does for both policies.
+        for writer in list(self._topics.values()):
+            self._quietly_close(writer, flush=not delete)
+            self._quietly(
+                wire.Action.TOPIC_NOTIFICATION_CREATE,
+                wire.notification_create_request(writer.locator, str(writer.error or reason)),
+            )
+        if delete:
             self._quietly(wire.Action.SESSION_DELETE, wire.session_delete_request(self.session_locator or ""))
             if self._create_sequence:
                 self._quietly(wire.Action.SEQUENCE_DELETE, wire.sequence_delete_request(self.sequence_name))
             self._state = "deleted"
             log.warning("sequence %s: session deleted after error (%s)", self.sequence_name, reason)
             return
-        for writer in list(self._topics.values()):
-            self._quietly_close(writer, flush=True)
-            if writer.error is not None:
-                self._quietly(
-                    wire.Action.TOPIC_NOTIFICATION_CREATE,
-                    wire.notification_create_request(writer.locator, str(writer.error)),
-                )
         self._quietly(
             wire.Action.SEQUENCE_NOTIFICATION_CREATE,
             wire.notification_create_request(wire.sequence_locator(self.sequence_name), reason),

@@ -242,12 +242,18 @@ class TopicWriter:
         except BaseException:
             self._inflight.release()
             raise
-        self._submit_write(conv.result, received, acquired=True)
+        self._submit_write(conv.result, received, acquired=True, source=(timestamps, messages))
 
-    def _submit_write(self, get_batch: Callable[[], pa.RecordBatch], received: list[int], acquired: bool = False) -> None:
+    def _submit_write(
+        self,
+        get_batch: Callable[[], pa.RecordBatch],
+        received: list[int],
+        acquired: bool = False,
+        source: Optional[tuple[list[int], list[Any]]] = None,
+    ) -> None:
         if not acquired:
             self._inflight.acquire()
-        fut = self._conn.submit(self._write, get_batch, received)
+        fut = self._conn.submit(self._write, get_batch, received, source)
         fut.add_done_callback(lambda _f: self._inflight.release())
         with self._lock:
             self._futures = [f for f in self._futures if not f.done()]
@@ -259,12 +265,29 @@ class TopicWriter:
         for fut in futures:
             fut.result()
 
-    def _write(self, get_batch: Callable[[], pa.RecordBatch], received: list[int]) -> None:
-        """Runs on the data connection's thread."""
+    def _write(
+        self,
+        get_batch: Callable[[], pa.RecordBatch],
+        received: list[int],
+        source: Optional[tuple[list[int], list[Any]]],
+    ) -> None:
+        """Runs on the data connection's thread.
+
+        If conversion failed at message ``i`` (the converter's error carries ``index``),
+        messages ``0..i-1`` of the batch are still converted and written: no message
+        received before a corrupt one is lost.
+        """
         if self._error is not None:
             return
         try:
-            batch = get_batch()
+            try:
+                batch = get_batch()
+            except Exception as exc:
+                index = getattr(exc, "index", None)
+                if source is not None and self._converter is not None and isinstance(index, int) and index > 0:
+                    ts, msgs = source
+                    self._write_sized(self._converter.convert(ts[:index], msgs[:index]), received[:index])
+                raise
             self._write_sized(batch, received)
         except BaseException as exc:  # kept and raised to the producer
             self._error = translate("DoPut", exc) if not isinstance(exc, MosaicoError) else exc

@@ -157,4 +157,7 @@ class BagSource:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(str(exc).split())
+    if isinstance(exc, LookupError) or len(text) < 16:
+        text = f"{type(exc).__name__} {text}".strip()
+    return text

@@ -1,0 +1,107 @@
+"""Shared fixtures: the shared bags, an embedded server per test, the real SDK as reader."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MOSAICO_SHARED", REPO.parent / "shared"))
+BAGS_DIR = SHARED / "data" / "bags"
+
+# The shared bags and what their README (shared/data/bags/README.md) lists for them:
+# bag path -> {topic: (ROS type, message count)}. The README was made with rosbags'
+# AnyReader, independently of this project.
+_STRING_SPLIT = {t: ("std_msgs/msg/String", n) for t, n in
+                 zip("AAA BBB CCC DDD EEE FFF GGG HHH".split(), [804, 742, 742, 753, 804, 772, 731, 726])}
+_CDR_TEST = {"/array_topic": ("test_msgs/msg/Arrays", 4), "/test_topic": ("test_msgs/msg/BasicTypes", 3)}
+SHARED_BAGS: dict[str, dict[str, tuple[str, int]]] = {
+    "ros1_husky_imu_odom_gps/husky_imu_odom_gps.bag": {
+        "/fix": ("sensor_msgs/msg/NavSatFix", 989),
+        "/husky_velocity_controller/odom": ("nav_msgs/msg/Odometry", 3952),
+        "/imu/data": ("sensor_msgs/msg/Imu", 11865),
+    },
+    "ros1_turtlesim_multiconn/turtlesim_example.bag": {
+        "/rosout": ("rosgraph_msgs/msg/Log", 10),
+        "/tf": ("tf/msg/tfMessage", 2688),
+        "/tf_static": ("tf2_msgs/msg/TFMessage", 1),
+        "/turtle1/cmd_vel": ("geometry_msgs/msg/Twist", 357),
+        "/turtle1/color_sensor": ("turtlesim/msg/Color", 1351),
+        "/turtle1/pose": ("turtlesim/msg/Pose", 1344),
+        "/turtle2/cmd_vel": ("geometry_msgs/msg/Twist", 208),
+        "/turtle2/color_sensor": ("turtlesim/msg/Color", 1344),
+        "/turtle2/pose": ("turtlesim/msg/Pose", 1344),
+    },
+    "ros1_tf_lz4/tf_example.bag": {
+        "/tf": ("tf2_msgs/msg/TFMessage", 517),
+        "/tf_static": ("tf2_msgs/msg/TFMessage", 1),
+    },
+    "ros2_mcap_nav2_turtlebot/nav2_turtlebot.mcap": {
+        "/amcl_pose": ("geometry_msgs/msg/PoseWithCovarianceStamped", 135),
+        "/odom": ("nav_msgs/msg/Odometry", 2639),
+        "/tf": ("tf2_msgs/msg/TFMessage", 5422),
+        "/tf_static": ("tf2_msgs/msg/TFMessage", 1),
+    },
+    "ros2_sqlite3_cdr_test/cdr_test": _CDR_TEST,
+    "ros2_mcap_cdr_test/cdr_test": _CDR_TEST,
+    "ros2_sqlite3_split_wbag/wbag": _STRING_SPLIT,
+    "ros2_mcap_split_wbag/wbag": _STRING_SPLIT,
+}
+
+
+def shared_bag(rel: str) -> Path:
+    """Path of a shared bag; skips the test when shared/ is not beside the repo."""
+    path = BAGS_DIR / rel
+    if not path.exists():
+        pytest.skip(f"shared bag {rel} not found under {BAGS_DIR} (set MOSAICO_SHARED)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(module: str, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` in a separate process; capture its output."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=full_env, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An embedded Mosaico server on a fresh root, in a background thread of this process."""
+    from mosaico_bridge.server import MosaicoServer
+
+    srv = MosaicoServer.start_background(tmp_path / "store", host="127.0.0.1", port=0)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def client(server):
+    """Our client, connected to the embedded server."""
+    from mosaico_bridge.client import MosaicoClient
+
+    with MosaicoClient.connect("127.0.0.1", server.port) as c:
+        yield c
+
+
+@pytest.fixture
+def sdk(server):
+    """The official SDK (mosaicolabs 0.7.0), connected to the embedded server."""
+    mosaicolabs = pytest.importorskip("mosaicolabs")
+    with mosaicolabs.MosaicoClient.connect("127.0.0.1", server.port) as c:
+        yield c
