@@ -65,6 +65,7 @@ setup(
         "console_scripts": [
             "bag_import = mosaico_bridge.cli.bag_import:main",
             "mosaico_server = mosaico_bridge.cli.server:main",
+            "bridge_node = mosaico_bridge.node:main",
         ],
     },
 )

@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
@@ -36,11 +37,11 @@ def imu_bag(path: Path, count: int = 600, corrupt_index: int | None = None) -> P
             msg = T["sensor_msgs/msg/Imu"](
                 header=T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=i, nanosec=0), frame_id="imu"),
                 orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
-                orientation_covariance=[0.0] * 9,
+                orientation_covariance=np.zeros(9),
                 angular_velocity=T["geometry_msgs/msg/Vector3"](x=float(i), y=0.0, z=0.0),
-                angular_velocity_covariance=[0.0] * 9,
+                angular_velocity_covariance=np.zeros(9),
                 linear_acceleration=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=9.81),
-                linear_acceleration_covariance=[0.0] * 9,
+                linear_acceleration_covariance=np.zeros(9),
             )
             w.write(conn, 1_000_000_000 + i * 10_000_000, ts.serialize_cdr(msg, "sensor_msgs/msg/Imu"))
     if corrupt_index is not None:
@@ -134,7 +135,7 @@ def test_existing_sequence_name(tmp_path):
 @pytest.mark.parametrize("name", ["bad name", "-starts-with-dash", "has/slash", "ünïcode", ""])
 def test_invalid_sequence_name(tmp_path, name):
     bag = imu_bag(tmp_path / "imu", count=5)
-    proc = run_cli(CLI, str(bag), "--sequence", name, "--root", str(tmp_path / "r"))
+    proc = run_cli(CLI, str(bag), f"--sequence={name}", "--root", str(tmp_path / "r"))
     assert proc.returncode == 2
     assert "invalid sequence name" in one_error_line(proc)
 

@@ -195,7 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     try:
         return run(args, console)
     except CliError as exc:

@@ -46,7 +46,8 @@ def parse_metadata(value: str | None) -> dict[str, Any]:
 
 
 def setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    """Quiet by default (the command reports its own errors in one line); -v info, -vv debug."""
+    level = logging.CRITICAL if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 

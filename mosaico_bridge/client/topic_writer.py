@@ -175,8 +175,8 @@ class TopicWriter:
         now = time.monotonic_ns()
         self._submit_write(lambda: batch, [now] * batch.num_rows)
 
-    def flush(self) -> None:
-        """Send everything pushed so far and wait until it is written to the stream.
+    def flush(self, wait: bool = True) -> None:
+        """Send everything pushed so far; with ``wait``, block until it is written to the stream.
 
         Raises:
             MosaicoError: the first background error of this topic.
@@ -185,7 +185,8 @@ class TopicWriter:
             pending = self._take_pending()
         if pending:
             self._submit(*pending)
-        self._wait()
+        if wait:
+            self._wait()
         self._raise_error()
 
     def close(self, flush: bool = True) -> None:

@@ -49,7 +49,12 @@ def api_key_fingerprint(api_key: str) -> Optional[str]:
 
 
 def location(host: str, port: int, tls: bool) -> str:
-    """Flight URI of a server: ``grpc://host:port`` or ``grpc+tls://host:port`` (§1)."""
+    """Flight URI of a server: ``grpc://host:port`` or ``grpc+tls://host:port`` (§1).
+
+    An IPv6 address is put in brackets (``grpc://[::1]:6726``).
+    """
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
     return f"{'grpc+tls' if tls else 'grpc'}://{host}:{port}"
 
 

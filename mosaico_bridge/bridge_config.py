@@ -1,0 +1,197 @@
+"""Parameters of the bridge node: declaration table, defaults, validation.
+
+Each parameter is declared on the node with its description (``ros2 param describe``
+shows it) and documented in ``config/bridge.yaml``. :meth:`BridgeConfig.from_values`
+turns the raw values into a checked configuration, raising ValueError that names the
+parameter; the node calls it at configure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .client import wire
+from .sources.topic_filter import TopicFilter
+
+# name -> (default, description). Order is the order of config/bridge.yaml.
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "host": ("", "Mosaico server host. Empty: run an embedded server on embedded_root, as bag_import does."),
+    "port": (wire.DEFAULT_PORT, "Mosaico server port (1-65535)."),
+    "embedded_root": ("./mosaico_data", "Data directory of the embedded server (used when host is empty)."),
+    "tls_cert_path": ("", "PEM CA certificate to trust; enables TLS. Empty: $MOSAICO_TLS_CERT_FILE, else plaintext."),
+    "api_key": ("", "Mosaico API key. Empty: $MOSAICO_API_KEY. Never logged; only its fingerprint is."),
+    "sequence_name": (
+        "{robot}_{date}_{time}",
+        "Sequence name template; fields {robot} (robot parameter), {node}, {date} (YYYYMMDD), {time} (HHMMSS), "
+        "{namespace}. Resolved at the first activation.",
+    ),
+    "robot": ("", "Robot name for the sequence_name template. Empty: the host name."),
+    "metadata": ("{}", "Sequence metadata, a JSON object."),
+    "topics": ([".*"], "Topics to record: exact names or regular expressions matching the whole name."),
+    "exclude": (["/parameter_events"], "Topics never recorded (exact names or regular expressions)."),
+    "qos_overrides": (
+        "{}",
+        "Per-topic QoS overrides, JSON: {topic: {reliability: reliable|best_effort, "
+        "durability: volatile|transient_local, depth: int}}. Otherwise the publishers' QoS is taken.",
+    ),
+    "on_error": ("report", "On error: 'report' (notification + finalize what was received) or 'delete'."),
+    "max_batch_size_bytes": (0, "Largest record batch in bytes; 0: 90% of the server's message limit (capped there)."),
+    "max_batch_size_records": (0, "Largest record batch in rows; 0: no row limit."),
+    "flush_period_s": (1.0, "Seconds between flushes of buffered messages to the server (> 0)."),
+    "data_connections": (4, "Flight data connections; topics are striped over them round-robin (>= 1)."),
+    "workers": (0, "Conversion threads of the executor pool; 0: CPU count (2..8)."),
+    "connect_timeout_s": (5.0, "Seconds to wait for the server at configure (> 0)."),
+    "discovery_period_s": (1.0, "Seconds between scans for new topics matching 'topics' (> 0)."),
+}
+
+QOS_KEYS = {"reliability": ("reliable", "best_effort"), "durability": ("volatile", "transient_local")}
+
+
+@dataclass(frozen=True)
+class QosOverride:
+    reliability: Optional[str] = None
+    durability: Optional[str] = None
+    depth: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Checked parameters of the bridge node (see :data:`PARAMETERS`)."""
+
+    host: str
+    port: int
+    embedded_root: str
+    tls_cert_path: Optional[str]
+    api_key: Optional[str] = field(repr=False)
+    sequence_template: str
+    robot: str
+    metadata: dict[str, Any]
+    topic_filter: TopicFilter
+    qos_overrides: dict[str, QosOverride]
+    on_error: str
+    max_batch_size_bytes: Optional[int]
+    max_batch_size_records: Optional[int]
+    flush_period_s: float
+    data_connections: int
+    workers: Optional[int]
+    connect_timeout_s: float
+    discovery_period_s: float
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any], env: Optional[dict[str, str]] = None) -> "BridgeConfig":
+        """Validate raw parameter values.
+
+        Raises:
+            ValueError: ``parameter 'name': reason``.
+        """
+        env = dict(os.environ if env is None else env)
+
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"parameter '{name}': {why}")
+
+        port = values["port"]
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise bad("port", f"must be an integer in 1..65535, got {port!r}")
+        for name in ("flush_period_s", "connect_timeout_s", "discovery_period_s"):
+            v = values[name]
+            if not isinstance(v, (int, float)) or v <= 0:
+                raise bad(name, f"must be > 0, got {v!r}")
+        for name, minimum in (("data_connections", 1), ("workers", 0), ("max_batch_size_bytes", 0),
+                              ("max_batch_size_records", 0)):
+            v = values[name]
+            if not isinstance(v, int) or v < minimum:
+                raise bad(name, f"must be an integer >= {minimum}, got {v!r}")
+        on_error = str(values["on_error"]).lower()
+        if on_error not in ("report", "delete"):
+            raise bad("on_error", f"must be 'report' or 'delete', got {values['on_error']!r}")
+        try:
+            metadata = json.loads(values["metadata"] or "{}")
+        except json.JSONDecodeError as exc:
+            raise bad("metadata", f"not valid JSON: {exc.msg}") from None
+        if not isinstance(metadata, dict):
+            raise bad("metadata", "must be a JSON object")
+        include = [t for t in values["topics"] or [] if t]
+        if not include:
+            raise bad("topics", "needs at least one name or pattern ('.*' records every topic)")
+        exclude = [t for t in values["exclude"] or [] if t]
+        try:
+            topic_filter = TopicFilter.of(include, exclude)
+        except ValueError as exc:
+            raise bad("topics" if any(t in str(exc) for t in include) else "exclude", str(exc)) from None
+        qos = parse_qos_overrides(values["qos_overrides"])
+        template = values["sequence_name"]
+        try:
+            sample = template.format(robot="r", node="n", date="20260101", time="000000", namespace="ns")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise bad("sequence_name", f"bad template field {exc}") from None
+        try:
+            wire.validate_sequence_name(sample)
+        except ValueError:
+            raise bad("sequence_name", f"template {template!r} does not give a valid sequence name") from None
+        tls = values["tls_cert_path"] or env.get(wire.ENV_TLS_CERT_FILE) or None
+        if tls and not os.path.exists(tls):
+            raise bad("tls_cert_path", f"file not found: {tls}")
+        return cls(
+            host=str(values["host"]).strip(),
+            port=port,
+            embedded_root=str(values["embedded_root"]),
+            tls_cert_path=tls,
+            api_key=values["api_key"] or env.get(wire.ENV_API_KEY) or None,
+            sequence_template=template,
+            robot=str(values["robot"]) or socket.gethostname(),
+            metadata=metadata,
+            topic_filter=topic_filter,
+            qos_overrides=qos,
+            on_error=on_error,
+            max_batch_size_bytes=values["max_batch_size_bytes"] or None,
+            max_batch_size_records=values["max_batch_size_records"] or None,
+            flush_period_s=float(values["flush_period_s"]),
+            data_connections=values["data_connections"],
+            workers=values["workers"] or None,
+            connect_timeout_s=float(values["connect_timeout_s"]),
+            discovery_period_s=float(values["discovery_period_s"]),
+        )
+
+    def sequence_name(self, node: str, namespace: str, now: Optional[float] = None) -> str:
+        """Resolve the sequence name template (local time). Invalid characters become '_'."""
+        t = time.localtime(now)
+        name = self.sequence_template.format(
+            robot=self.robot, node=node, namespace=namespace.strip("/") or "root",
+            date=time.strftime("%Y%m%d", t), time=time.strftime("%H%M%S", t),
+        )
+        return re.sub(r"[^A-Za-z0-9_-]", "_", name)
+
+
+def parse_qos_overrides(text: str) -> dict[str, QosOverride]:
+    """Parse the ``qos_overrides`` JSON.
+
+    Raises:
+        ValueError: naming the parameter, the topic and the key at fault.
+    """
+    try:
+        data = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"parameter 'qos_overrides': not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ValueError("parameter 'qos_overrides': must be a JSON object {topic: {...}}")
+    out = {}
+    for topic, spec in data.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"parameter 'qos_overrides': {topic}: must be an object")
+        unknown = set(spec) - {"reliability", "durability", "depth"}
+        if unknown:
+            raise ValueError(f"parameter 'qos_overrides': {topic}: unknown key {sorted(unknown)[0]!r}")
+        for key, allowed in QOS_KEYS.items():
+            if key in spec and spec[key] not in allowed:
+                raise ValueError(f"parameter 'qos_overrides': {topic}: {key} must be one of {allowed}")
+        depth = spec.get("depth")
+        if depth is not None and (not isinstance(depth, int) or depth < 1):
+            raise ValueError(f"parameter 'qos_overrides': {topic}: depth must be an integer >= 1")
+        out[topic] = QosOverride(spec.get("reliability"), spec.get("durability"), depth)
+    return out

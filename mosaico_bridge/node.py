@@ -1,0 +1,398 @@
+"""The bridge node: a lifecycle node that streams topics into a Mosaico sequence.
+
+Lifecycle transition → sequence (the mapping this node exists for):
+
+* configure: validate parameters, start the embedded server if no ``host`` is given,
+  connect the control and data layers. A bad parameter, an unreachable or refusing
+  server → FAILURE with one log line; the node stays unconfigured.
+* activate: create the sequence on the first activation, a new session on later ones;
+  subscribe to the selected topics (and, every ``discovery_period_s``, to new ones).
+* deactivate: unsubscribe, flush everything received, finalize the session. Every
+  received message is on the server before the transition returns SUCCESS.
+* cleanup: close the connections (and the embedded server).
+* shutdown (from any state): flush and finalize first, then clean up.
+* error (an exception in a callback, the server lost): log the cause with its
+  traceback, apply ``on_error`` (report: notification + finalize what was received;
+  delete: delete the session / sequence), close, return to unconfigured.
+
+Messages are queued by the subscription callbacks (serialized, ``raw=True``) and
+converted on the client's executor pool, never on the ROS executor thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+
+from .bridge_config import PARAMETERS, BridgeConfig
+from .client import MosaicoClient, SequenceWriter, SessionLevelErrorPolicy, TopicWriter
+from .conversion import make_converter
+from .sources.live import LiveSource, ensure_type, ros_typestore
+
+NODE_NAME = "mosaico_bridge"
+
+
+def _param_type(default: Any) -> Parameter.Type:
+    if isinstance(default, bool):
+        return Parameter.Type.BOOL
+    if isinstance(default, int):
+        return Parameter.Type.INTEGER
+    if isinstance(default, float):
+        return Parameter.Type.DOUBLE
+    if isinstance(default, list):
+        return Parameter.Type.STRING_ARRAY
+    return Parameter.Type.STRING
+
+
+class BridgeNode(LifecycleNode):
+    """Lifecycle node streaming the configured topics into a Mosaico sequence.
+
+    Parameters are declared from :data:`mosaico_bridge.bridge_config.PARAMETERS`
+    (each with its description) and documented in ``config/bridge.yaml``.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(
+                name, default, ParameterDescriptor(description=description, type=_param_type(default).value)
+            )
+        self.config: Optional[BridgeConfig] = None
+        self.client: Optional[MosaicoClient] = None
+        self.server = None  # embedded MosaicoServer, when host is empty
+        self.sequence_name: Optional[str] = None
+        self.sessions = 0
+        self.writer: Optional[SequenceWriter] = None
+        self.topic_writers: dict[str, TopicWriter] = {}
+        self.source: Optional[LiveSource] = None
+        self._typestore = ros_typestore()
+        self._timers: list = []
+        self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._lock = threading.RLock()
+        self.last_counters: dict[str, dict[str, int]] = {}
+        self._pending_error: Optional[BaseException] = None
+
+    # ================================================================ transitions
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate parameters and connect. FAILURE (stay unconfigured) on bad input."""
+        return self._guard("configure", self._configure)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Open a session (creating the sequence the first time) and subscribe."""
+        result = self._guard("activate", self._activate)
+        if result == TransitionCallbackReturn.SUCCESS:
+            return super().on_activate(state)
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unsubscribe, flush, finalize the session; all received data is on the server after it."""
+        result = self._guard("deactivate", self._deactivate)
+        super().on_deactivate(state)
+        return result
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Close the connections and the embedded server."""
+        return self._guard("cleanup", self._close)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """From any state: flush and finalize an open session first, then close."""
+
+        def shutdown() -> TransitionCallbackReturn:
+            if self.writer is not None:
+                self._deactivate()
+            return self._close()
+
+        return self._guard("shutdown", shutdown)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Apply ``on_error`` to the open session, close everything, go to unconfigured."""
+        self.get_logger().error(f"error processing from state {state.label}: applying on_error policy")
+        self._apply_error_policy(RuntimeError(f"lifecycle error in state {state.label}"))
+        self._close()
+        return TransitionCallbackReturn.SUCCESS
+
+    # ================================================================ steps
+    def _guard(self, name: str, step: Callable[[], TransitionCallbackReturn]) -> TransitionCallbackReturn:
+        """Run a transition step; an exception is logged with its traceback (rclpy would
+        swallow it) and becomes ERROR, which leads to :meth:`on_error`."""
+        try:
+            with self._lock:
+                return step()
+        except Exception as exc:  # noqa: BLE001 - every failure must be logged and mapped
+            self.get_logger().error(f"{name} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            self._pending_error = exc
+            return TransitionCallbackReturn.ERROR
+
+    def _configure(self) -> TransitionCallbackReturn:
+        values = {name: self.get_parameter(name).value for name in PARAMETERS}
+        try:
+            config = BridgeConfig.from_values(values)
+        except ValueError as exc:
+            self.get_logger().error(f"configure refused: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        host, port = config.host, config.port
+        if not host:
+            from .server import MosaicoServer
+
+            root = Path(config.embedded_root)
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                self.server = MosaicoServer.start_background(root, host="127.0.0.1", port=0)
+            except OSError as exc:
+                self.get_logger().error(f"configure refused: parameter 'embedded_root': {root}: {exc}")
+                return TransitionCallbackReturn.FAILURE
+            host, port = "127.0.0.1", self.server.port
+            self.get_logger().info(
+                f"embedded Mosaico server on {root.resolve()} (serve it later with: mosaico_server --root {root})"
+            )
+        try:
+            self.client = MosaicoClient.connect(
+                host, port, timeout=config.connect_timeout_s, tls_cert_path=config.tls_cert_path,
+                api_key=config.api_key, data_connections=config.data_connections, workers=config.workers,
+            )
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, AuthenticationError, ValueError ...
+            self.get_logger().error(f"configure failed: cannot connect to Mosaico at {host}:{port}: {exc}")
+            self._stop_server()
+            return TransitionCallbackReturn.FAILURE
+        self.config = config
+        self.get_logger().info(
+            f"configured: Mosaico {self.client.info().version} at {host}:{port}, "
+            f"{config.data_connections} data connections"
+            + (f", API key {self.client.api_key_fingerprint}" if self.client.api_key_fingerprint else "")
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def _activate(self) -> TransitionCallbackReturn:
+        assert self.client is not None and self.config is not None
+        cfg = self.config
+        policy = SessionLevelErrorPolicy(cfg.on_error)
+        if self.sequence_name is None or not self.client.sequence_exists(self.sequence_name):
+            self.sequence_name = cfg.sequence_name(self.get_name(), self.get_namespace())
+            writer = self.client.sequence_create(
+                self.sequence_name, cfg.metadata, on_error=policy,
+                max_batch_size_bytes=cfg.max_batch_size_bytes, max_batch_size_records=cfg.max_batch_size_records,
+            )
+        else:
+            writer = self.client.sequence_update(
+                self.sequence_name, on_error=policy,
+                max_batch_size_bytes=cfg.max_batch_size_bytes, max_batch_size_records=cfg.max_batch_size_records,
+            )
+        writer.__enter__()
+        self.writer = writer
+        self.sessions += 1
+        self.topic_writers = {}
+        self.source = LiveSource(self, cfg.topic_filter, self._on_new_topic, cfg.qos_overrides)
+        self.source.start()
+        self._timers = [
+            self.create_timer(cfg.discovery_period_s, self._safe(self._discover)),
+            self.create_timer(cfg.flush_period_s, self._safe(self._periodic_flush)),
+            self.create_timer(1.0, self._safe(self._publish_diagnostics)),
+        ]
+        self.get_logger().info(
+            f"active: sequence {self.sequence_name}, session {writer.session_locator}, "
+            f"{len(self.source.topics)} topics subscribed"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def _deactivate(self) -> TransitionCallbackReturn:
+        self._stop_timers()
+        writer, source = self.writer, self.source
+        if source is not None:
+            source.unsubscribe()
+            source.drain()
+        if writer is not None:
+            writer.finalize()
+            self.writer = None
+            self._log_counters(f"session {writer.session_locator} finalized")
+        self.source = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def _close(self) -> TransitionCallbackReturn:
+        self._stop_timers()
+        if self.source is not None:
+            self.source.unsubscribe()
+            self.source = None
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        self._stop_server()
+        self.config = None
+        return TransitionCallbackReturn.SUCCESS
+
+    # ================================================================ error handling
+    def _apply_error_policy(self, error: BaseException) -> None:
+        """Report or delete the open session after ``error``. Never raises."""
+        writer, source = self.writer, self.source
+        self._stop_timers()
+        if source is not None:
+            try:
+                source.unsubscribe()
+                source.drain()
+            except Exception as exc:  # noqa: BLE001
+                self.get_logger().error(f"draining after error failed: {exc}")
+        if writer is not None:
+            cause = getattr(self, "_pending_error", None) or error
+            writer.abort(cause)
+            self.writer = None
+            self._log_counters(f"session {writer.session_locator} {writer.status} after error: {cause}")
+        self.source = None
+
+    def _fail_while_active(self, exc: BaseException) -> None:
+        """An error outside a transition (timer, writer): log, apply on_error, go unconfigured."""
+        self.get_logger().error(f"error while active: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        with self._lock:
+            self._pending_error = exc
+            self._apply_error_policy(exc)
+            try:
+                self.trigger_deactivate()
+                self.trigger_cleanup()
+            except Exception as err:  # noqa: BLE001
+                self.get_logger().error(f"could not return to unconfigured: {err}")
+                self._close()
+        self._pending_error = None
+
+    def _safe(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def wrapped() -> None:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001
+                self._fail_while_active(exc)
+
+        return wrapped
+
+    # ================================================================ topics and timers
+    def _on_new_topic(self, topic: str, msgtype: str):
+        assert self.writer is not None
+        try:
+            ensure_type(self._typestore, msgtype)
+            converter = make_converter(msgtype, self._typestore, "cdr")
+            meta = dict(converter.topic_metadata)
+            meta["_ros_"] = {**meta.get("_ros_", {}), "node": self.get_fully_qualified_name()}
+            writer = self.writer.topic_create(topic, meta, converter)
+        except (LookupError, ValueError) as exc:
+            self.get_logger().warning(f"topic {topic} [{msgtype}] not recorded: {exc}")
+            return None
+        self.topic_writers[topic] = writer
+        return writer.push
+
+    def _discover(self) -> None:
+        if self.source is not None:
+            for topic in self.source.discover():
+                self.get_logger().info(f"recording new topic {topic}")
+
+    def _periodic_flush(self) -> None:
+        if self.source is not None and self.source.pump_error is not None:
+            raise self.source.pump_error
+        for writer in list(self.topic_writers.values()):
+            if writer.error is not None:
+                raise writer.error
+            writer.flush(wait=False)
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Per topic: received, written, dropped, bytes, latency_ns_mean/max (receive → written)."""
+        out = {}
+        source = self.source
+        for topic, writer in self.topic_writers.items():
+            snap = writer.stats.snapshot()
+            live = source.counters.get(topic) if source else None
+            if live is not None:
+                snap["received"] = live.received
+                snap["dropped"] += live.dropped
+            out[topic] = snap
+        return out
+
+    def _log_counters(self, headline: str) -> None:
+        counters = self.counters()
+        self.last_counters = counters
+        lines = [headline]
+        for topic, c in sorted(counters.items()):
+            lines.append(
+                f"  {topic}: received={c['received']} written={c['written']} dropped={c['dropped']} "
+                f"bytes={c['bytes']} latency_ms(mean/max)={c['latency_ns_mean'] / 1e6:.1f}/{c['latency_ns_max'] / 1e6:.1f}"
+            )
+        self.get_logger().info("\n".join(lines))
+        # one machine-readable line for tools and tests
+        self.get_logger().info("counters " + json.dumps(counters, sort_keys=True))
+
+    def _publish_diagnostics(self) -> None:
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        for topic, c in sorted(self.counters().items()):
+            status = DiagnosticStatus()
+            status.level = DiagnosticStatus.OK if not c["dropped"] else DiagnosticStatus.WARN
+            status.name = f"{self.get_name()}: {topic}"
+            status.hardware_id = self.sequence_name or ""
+            status.message = "recording" if not c["dropped"] else f"{c['dropped']} dropped"
+            status.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(c.items())]
+            msg.status.append(status)
+        self._diag_pub.publish(msg)
+
+    def _stop_timers(self) -> None:
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._timers = []
+
+    def _stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    # ================================================================ process exit
+    def finish(self) -> None:
+        """Flush and finalize an open session and close everything (signal or exit path)."""
+        with self._lock:
+            try:
+                if self.writer is not None:
+                    self._deactivate()
+            except Exception as exc:  # noqa: BLE001
+                self.get_logger().error(f"finalize at exit failed: {exc}")
+                self._apply_error_policy(exc)
+            finally:
+                self._close()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Console script ``bridge_node``: run the node until SIGINT / SIGTERM, then finalize and exit 0."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    node = BridgeNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.finish()
+        node.get_logger().info("bridge stopped")
+        executor.remove_node(node)
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
