@@ -1,0 +1,571 @@
+"""Embedded Mosaico-compatible Arrow Flight server.
+
+:class:`MosaicoServer` is a plain :class:`pyarrow.flight.FlightServerBase` that speaks the
+JSON dialect of ``mosaicod`` 0.7, the one the SDK ``mosaicolabs`` 0.7.0 uses, and keeps
+its data in a :class:`~mosaico_bridge.server.store.MosaicoStore` on local disk. Every
+wire string, body, descriptor, ticket and app_metadata goes through
+:mod:`mosaico_bridge.client.wire`. Section numbers refer to
+``shared/docs/mosaico-protocol.md`` (§7 lists the subset a 0.7.0 client needs; this server
+implements it plus deletes, notifications and time-range reads).
+
+Errors reach the client as :class:`pyarrow.flight.FlightServerError` with a one-line
+message and the :class:`wire.ErrorKind` word in ``extra_info`` (see
+:func:`wire.error_kind`); no Python traceback is sent.
+
+Access control is not enforced yet: every call passes through
+:meth:`MosaicoServer._authorize` with the permission that
+:data:`ACTION_PERMISSIONS` / :data:`CALL_PERMISSIONS` require, and that method is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Iterator, Optional
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from mosaico_bridge.client import wire
+from mosaico_bridge.server.store import MosaicoStore, StoreError
+
+logger = logging.getLogger("mosaico_bridge.server")
+
+#: Version announced by the ``info`` action: the mosaicod release whose dialect we speak (§2).
+SERVER_VERSION = "0.7.0"
+
+#: Default largest message the server accepts, in bytes (mosaicod default, §6).
+DEFAULT_MAX_DECODE_MESSAGE_SIZE = 50 * 1024 * 1024
+#: Size DoGet batches aim at, in bytes (mosaicod default, §6).
+DEFAULT_TARGET_ENCODE_MESSAGE_SIZE = 25 * 1024 * 1024
+#: Most rows in one DoGet batch (mosaicod ``MOSAICOD_MAX_BATCH_SIZE``, §6).
+DEFAULT_MAX_BATCH_ROWS = 8192
+
+
+class Permission(enum.IntEnum):
+    """Permission levels of API keys, each including the ones below it (§1)."""
+
+    READ = 1
+    WRITE = 2
+    DELETE = 3
+    MANAGE = 4
+
+
+#: Permission each DoAction type requires (SDK 0.7.0 docstrings, §1).
+ACTION_PERMISSIONS: dict[str, Permission] = {
+    wire.Action.INFO: Permission.READ,
+    wire.Action.SEQUENCE_NOTIFICATION_LIST: Permission.READ,
+    wire.Action.TOPIC_NOTIFICATION_LIST: Permission.READ,
+    wire.Action.SEQUENCE_CREATE: Permission.WRITE,
+    wire.Action.SESSION_CREATE: Permission.WRITE,
+    wire.Action.TOPIC_CREATE: Permission.WRITE,
+    wire.Action.SESSION_FINALIZE: Permission.WRITE,
+    wire.Action.SEQUENCE_NOTIFICATION_CREATE: Permission.WRITE,
+    wire.Action.TOPIC_NOTIFICATION_CREATE: Permission.WRITE,
+    wire.Action.SEQUENCE_DELETE: Permission.DELETE,
+    wire.Action.SESSION_DELETE: Permission.DELETE,
+    wire.Action.TOPIC_DELETE: Permission.DELETE,
+    wire.Action.SEQUENCE_NOTIFICATION_PURGE: Permission.DELETE,
+    wire.Action.TOPIC_NOTIFICATION_PURGE: Permission.DELETE,
+    wire.Action.API_KEY_CREATE: Permission.MANAGE,
+    wire.Action.API_KEY_STATUS: Permission.MANAGE,
+    wire.Action.API_KEY_REVOKE: Permission.MANAGE,
+}
+
+#: Permission each Flight call requires; DoAction is checked per action type instead.
+CALL_PERMISSIONS: dict[str, Permission] = {
+    "ListFlights": Permission.READ,
+    "GetFlightInfo": Permission.READ,
+    "GetSchema": Permission.READ,
+    "DoGet": Permission.READ,
+    "ListActions": Permission.READ,
+    "DoPut": Permission.WRITE,
+    "DoExchange": Permission.MANAGE,
+}
+
+_ACTION_DESCRIPTIONS: dict[str, str] = {
+    wire.Action.INFO: "server version and gRPC size limits",
+    wire.Action.SEQUENCE_CREATE: "create a sequence {locator, user_metadata}",
+    wire.Action.SEQUENCE_DELETE: "delete a sequence and all its data {locator}",
+    wire.Action.SESSION_CREATE: "open a session {locator} -> {uuid, locator}",
+    wire.Action.SESSION_FINALIZE: "finalize (lock) a session {session_uuid}",
+    wire.Action.SESSION_DELETE: "delete an unlocked session {locator}",
+    wire.Action.TOPIC_CREATE: "create a topic {session_uuid, locator, serialization_format, ontology_tag, user_metadata} -> {uuid}",
+    wire.Action.TOPIC_DELETE: "delete an unlocked topic {locator}",
+    wire.Action.SEQUENCE_NOTIFICATION_CREATE: "store a sequence notification {locator, notification_type, msg}",
+    wire.Action.SEQUENCE_NOTIFICATION_LIST: "list sequence notifications {locator}",
+    wire.Action.SEQUENCE_NOTIFICATION_PURGE: "delete sequence notifications {locator}",
+    wire.Action.TOPIC_NOTIFICATION_CREATE: "store a topic notification {locator, notification_type, msg}",
+    wire.Action.TOPIC_NOTIFICATION_LIST: "list topic notifications {locator}",
+    wire.Action.TOPIC_NOTIFICATION_PURGE: "delete topic notifications {locator}",
+}
+
+
+def _flight_error(kind: str, message: str) -> flight.FlightServerError:
+    return flight.FlightServerError(message, extra_info=wire.error_extra_info(kind))
+
+
+@contextlib.contextmanager
+def _translated(call: str) -> Iterator[None]:
+    """Turn store, wire and unexpected errors into one-line Flight errors."""
+    try:
+        yield
+    except flight.FlightError:
+        raise
+    except StoreError as exc:
+        logger.info("%s refused: %s", call, exc)
+        raise _flight_error(exc.kind, str(exc)) from None
+    except ValueError as exc:  # includes wire.WireError
+        logger.info("%s refused: %s", call, exc)
+        raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - last resort: log here, send one line
+        logger.exception("%s failed", call)
+        raise _flight_error(wire.ErrorKind.INTERNAL, f"internal server error: {type(exc).__name__}: {exc}") from None
+
+
+class MosaicoServer(flight.FlightServerBase):
+    """A Mosaico server (mosaicod 0.7 JSON dialect) over a local on-disk store.
+
+    The server accepts calls as soon as it is constructed. Use :meth:`start_background`
+    for a server that also has a serving thread, and :meth:`stop` (or ``with``) to end it.
+
+    Args:
+        root: directory of the store (created if missing), or an open :class:`MosaicoStore`.
+        host: interface to bind; ``port=0`` picks a free port (see :attr:`port`).
+        max_decode_message_size: largest record batch or action body accepted, in bytes.
+            Announced by ``info`` as ``grpc_max_decode_message_size``; the SDK sizes its
+            DoPut batches to 90 % of it (§1). pyarrow does not let us set gRPC's own
+            receive limit (it leaves it unlimited), so the server checks each message itself.
+        tls_certificates: list of ``(cert_pem, key_pem)`` pairs; enables ``grpc+tls``.
+        middleware: server middleware factories, passed to FlightServerBase.
+        max_encode_message_size: announced ``grpc_max_encode_message_size`` in bytes
+            (default: ``max_decode_message_size``).
+        target_encode_message_size: DoGet batch size target in bytes (default 25 MiB,
+            capped at ``max_encode_message_size``).
+        max_batch_rows: most rows per DoGet batch (default 8192).
+
+    Raises:
+        OSError: if ``root`` cannot be created or written.
+        ValueError: if a size is not positive.
+        pyarrow.ArrowException: if the address cannot be bound.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike | MosaicoStore,
+        host: str = "127.0.0.1",
+        port: int = wire.DEFAULT_PORT,
+        *,
+        max_decode_message_size: int = DEFAULT_MAX_DECODE_MESSAGE_SIZE,
+        tls_certificates: Optional[list] = None,
+        middleware: Optional[dict] = None,
+        max_encode_message_size: Optional[int] = None,
+        target_encode_message_size: int = DEFAULT_TARGET_ENCODE_MESSAGE_SIZE,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+    ):
+        if int(max_decode_message_size) <= 0:
+            raise ValueError("max_decode_message_size must be a positive number of bytes")
+        if int(max_batch_rows) <= 0 or int(target_encode_message_size) <= 0:
+            raise ValueError("max_batch_rows and target_encode_message_size must be positive")
+        self._store = root if isinstance(root, MosaicoStore) else MosaicoStore(root)
+        self._host = host
+        self._tls = bool(tls_certificates)
+        self._max_decode = int(max_decode_message_size)
+        self._max_encode = int(max_encode_message_size or max_decode_message_size)
+        self._target_encode = min(int(target_encode_message_size), self._max_encode)
+        self._max_batch_rows = int(max_batch_rows)
+        self._thread: Optional[threading.Thread] = None
+        self._stopper: Optional[threading.Thread] = None
+        self._stop_lock = threading.Lock()
+        self._actions: dict[str, Callable[[dict], Optional[dict]]] = {
+            wire.Action.INFO: self._act_info,
+            wire.Action.SEQUENCE_CREATE: self._act_sequence_create,
+            wire.Action.SEQUENCE_DELETE: self._act_sequence_delete,
+            wire.Action.SESSION_CREATE: self._act_session_create,
+            wire.Action.SESSION_FINALIZE: self._act_session_finalize,
+            wire.Action.SESSION_DELETE: self._act_session_delete,
+            wire.Action.TOPIC_CREATE: self._act_topic_create,
+            wire.Action.TOPIC_DELETE: self._act_topic_delete,
+            wire.Action.SEQUENCE_NOTIFICATION_CREATE: self._act_sequence_notification_create,
+            wire.Action.SEQUENCE_NOTIFICATION_LIST: self._act_sequence_notification_list,
+            wire.Action.SEQUENCE_NOTIFICATION_PURGE: self._act_sequence_notification_purge,
+            wire.Action.TOPIC_NOTIFICATION_CREATE: self._act_topic_notification_create,
+            wire.Action.TOPIC_NOTIFICATION_LIST: self._act_topic_notification_list,
+            wire.Action.TOPIC_NOTIFICATION_PURGE: self._act_topic_notification_purge,
+        }
+        super().__init__(
+            wire.location(host, int(port), self._tls),
+            tls_certificates=tls_certificates,
+            middleware=middleware,
+        )
+        logger.info("Mosaico server on %s serving the store %s", self.location, self._store.root)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def store(self) -> MosaicoStore:
+        """The on-disk store behind this server."""
+        return self._store
+
+    @property
+    def root(self):
+        """Absolute root directory of the store (a :class:`pathlib.Path`)."""
+        return self._store.root
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def location(self) -> str:
+        """Flight URI of the server, e.g. ``grpc://127.0.0.1:6726`` (§1)."""
+        return wire.location(self._host, self.port, self._tls)
+
+    @property
+    def max_decode_message_size(self) -> int:
+        """Largest accepted record batch / action body, in bytes."""
+        return self._max_decode
+
+    @classmethod
+    def start_background(
+        cls,
+        root: str | os.PathLike | MosaicoStore,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        timeout: float = 10.0,
+        **kw: Any,
+    ) -> "MosaicoServer":
+        """Start a server with a daemon serving thread; return once it answers ``info``.
+
+        ``timeout`` bounds the wait, in seconds. Other keywords go to the constructor.
+
+        Raises:
+            TimeoutError: if the server does not answer within ``timeout``.
+            OSError, ValueError, pyarrow.ArrowException: as the constructor.
+        """
+        server = cls(root, host, port, **kw)
+        thread = threading.Thread(target=server.serve, name=f"mosaico-server-{server.port}", daemon=True)
+        server._thread = thread
+        thread.start()
+        try:
+            server._wait_ready(timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _wait_ready(self, timeout: float) -> None:
+        connect_host = "127.0.0.1" if self._host in ("0.0.0.0", "") else ("::1" if self._host == "::" else self._host)
+        kwargs: dict[str, Any] = {}
+        if self._tls:
+            kwargs["disable_server_verification"] = True
+        deadline = time.monotonic() + timeout
+        last: Optional[BaseException] = None
+        with flight.FlightClient(wire.location(connect_host, self.port, self._tls), **kwargs) as client:
+            while time.monotonic() < deadline:
+                try:
+                    options = flight.FlightCallOptions(timeout=max(0.1, deadline - time.monotonic()))
+                    list(client.do_action(wire.action(wire.Action.INFO, wire.info_request()), options))
+                    return
+                except (flight.FlightUnauthenticatedError, flight.FlightUnauthorizedError):
+                    return  # it answered: it is up, it just wants a key
+                except flight.FlightError as exc:
+                    last = exc
+                    time.sleep(0.02)
+        raise TimeoutError(f"Mosaico server on {self.location} did not answer within {timeout} s: {last}")
+
+    def stop(self, timeout: Optional[float] = None) -> bool:
+        """Shut the server down and wait for running calls to end; safe to call twice.
+
+        ``timeout`` (seconds) bounds the wait; None waits as long as calls run (a client
+        holding an idle DoPut open keeps the server waiting). Returns True once the server
+        has stopped, False if ``timeout`` passed first (the shutdown then goes on in a
+        daemon thread). Must not be called from inside a Flight handler.
+        """
+        with self._stop_lock:
+            if self._stopper is None:
+                self._stopper = threading.Thread(target=self._shutdown_and_join, name="mosaico-server-stop", daemon=True)
+                self._stopper.start()
+            stopper = self._stopper
+        stopper.join(timeout)
+        if stopper.is_alive():
+            logger.warning("Mosaico server on port %s: calls still running after %s s", self.port, timeout)
+            return False
+        return True
+
+    def _shutdown_and_join(self) -> None:
+        self.shutdown()
+        if self._thread is not None:
+            self._thread.join()
+        logger.info("Mosaico server on port %s stopped", self.port)
+
+    def __enter__(self) -> "MosaicoServer":
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ access control
+
+    def _authorize(self, context: flight.ServerCallContext, required: Permission) -> None:
+        """Check that the caller holds ``required``; a no-op until API keys exist.
+
+        Every Flight call and every action goes through here first.
+        """
+        return None
+
+    # ------------------------------------------------------------------ DoAction
+
+    def list_actions(self, context):
+        self._authorize(context, CALL_PERMISSIONS["ListActions"])
+        return [(name, text) for name, text in _ACTION_DESCRIPTIONS.items()]
+
+    def do_action(self, context, action):
+        name = action.type
+        with _translated(f"DoAction {name}"):
+            required = ACTION_PERMISSIONS.get(name)
+            if required is None:
+                raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, f"unknown action `{name}`")
+            self._authorize(context, required)
+            handler = self._actions.get(name)
+            if handler is None:
+                raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, f"action `{name}` is not supported by this server")
+            body = action.body
+            if body is not None and body.size > self._max_decode:
+                raise _flight_error(
+                    wire.ErrorKind.TOO_LARGE,
+                    f"action body of {body.size} bytes exceeds the limit of {self._max_decode} bytes",
+                )
+            payload = wire.parse_request(name, body.to_pybytes() if body is not None else b"")
+            response = handler(payload)
+            return [wire.response_envelope(name, response)]
+
+    def _act_info(self, payload: dict) -> dict:
+        return wire.info_response(SERVER_VERSION, self._max_decode, self._max_encode, self._target_encode)
+
+    def _act_sequence_create(self, payload: dict) -> None:
+        self._store.create_sequence(payload["locator"], payload["user_metadata"])
+        return None
+
+    def _act_sequence_delete(self, payload: dict) -> None:
+        self._store.delete_sequence(payload["locator"])
+        return None
+
+    def _act_session_create(self, payload: dict) -> dict:
+        session = self._store.create_session(payload["locator"])
+        return wire.session_create_response(session.uuid, session.locator)
+
+    def _act_session_finalize(self, payload: dict) -> None:
+        self._store.finalize_session(payload["session_uuid"])
+        return None
+
+    def _act_session_delete(self, payload: dict) -> None:
+        self._store.delete_session(payload["locator"])
+        return None
+
+    def _act_topic_create(self, payload: dict) -> dict:
+        topic = self._store.create_topic(
+            payload["session_uuid"],
+            payload["locator"],
+            payload["serialization_format"],
+            payload["ontology_tag"],
+            payload["user_metadata"],
+        )
+        return wire.topic_create_response(topic.uuid)
+
+    def _act_topic_delete(self, payload: dict) -> None:
+        self._store.delete_topic(payload["locator"])
+        return None
+
+    def _act_sequence_notification_create(self, payload: dict) -> None:
+        self._store.add_sequence_notification(payload["locator"], payload["notification_type"], payload["msg"])
+        return None
+
+    def _act_sequence_notification_list(self, payload: dict) -> dict:
+        items = self._store.list_sequence_notifications(payload["locator"])
+        return wire.notifications_response(
+            [wire.notification_entry(n.name, n.notification_type, n.msg, n.created_at_ns) for n in items]
+        )
+
+    def _act_sequence_notification_purge(self, payload: dict) -> None:
+        self._store.purge_sequence_notifications(payload["locator"])
+        return None
+
+    def _act_topic_notification_create(self, payload: dict) -> None:
+        self._store.add_topic_notification(payload["locator"], payload["notification_type"], payload["msg"])
+        return None
+
+    def _act_topic_notification_list(self, payload: dict) -> dict:
+        items = self._store.list_topic_notifications(payload["locator"])
+        return wire.notifications_response(
+            [wire.notification_entry(n.name, n.notification_type, n.msg, n.created_at_ns) for n in items]
+        )
+
+    def _act_topic_notification_purge(self, payload: dict) -> None:
+        self._store.purge_topic_notifications(payload["locator"])
+        return None
+
+    # ------------------------------------------------------------------ read path (§4)
+
+    def _sequence_metadata(self, name: str) -> tuple[Any, bytes]:
+        seq = self._store.get_sequence(name)
+        sessions = [
+            wire.session_app_metadata(s.locator, s.created_at_ns, s.locked, list(s.topics), s.completed_at_ns)
+            for s in seq.sessions
+        ]
+        return seq, wire.sequence_app_metadata(seq.locator, seq.created_at_ns, seq.user_metadata, sessions)
+
+    def _topic_endpoint(self, topic, cmd: wire.ResourceCommand) -> flight.FlightEndpoint:
+        interval = None
+        if topic.min_timestamp_ns is not None and topic.max_timestamp_ns is not None:
+            interval = (topic.min_timestamp_ns, topic.max_timestamp_ns)
+        window = None
+        if cmd.timestamp_ns_start is not None or cmd.timestamp_ns_end is not None:
+            window = self._store.window_stats(topic.locator, cmd.timestamp_ns_start, cmd.timestamp_ns_end)
+        meta = wire.topic_app_metadata(
+            topic.locator,
+            topic.created_at_ns,
+            topic.locked,
+            topic.ontology_tag,
+            topic.serialization_format,
+            topic.user_metadata,
+            topic.total_bytes,
+            topic.chunk_count,
+            topic.row_count,
+            interval,
+            completed_at_ns=topic.completed_at_ns,
+            time_window=window,
+        )
+        ticket = wire.make_ticket(
+            wire.ResourceCommand(
+                resource_locator=topic.locator,
+                timestamp_ns_start=cmd.timestamp_ns_start,
+                timestamp_ns_end=cmd.timestamp_ns_end,
+            )
+        )
+        return flight.FlightEndpoint(ticket, [], app_metadata=meta)
+
+    def list_flights(self, context, criteria):
+        with _translated("ListFlights"):
+            self._authorize(context, CALL_PERMISSIONS["ListFlights"])
+            infos = []
+            for name in self._store.sequence_names():
+                try:
+                    seq, meta = self._sequence_metadata(name)
+                except StoreError:  # deleted meanwhile
+                    continue
+                total_rows = sum(t.row_count for t in seq.topics)
+                total_bytes = sum(t.total_bytes for t in seq.topics)
+                infos.append(
+                    flight.FlightInfo(
+                        pa.schema([]),
+                        flight.FlightDescriptor.for_path(name),
+                        [],
+                        total_rows,
+                        total_bytes,
+                        app_metadata=meta,
+                    )
+                )
+        return iter(infos)
+
+    def get_flight_info(self, context, descriptor):
+        with _translated("GetFlightInfo"):
+            self._authorize(context, CALL_PERMISSIONS["GetFlightInfo"])
+            cmd = wire.parse_command(descriptor)
+            if "/" not in cmd.resource_locator:
+                seq, meta = self._sequence_metadata(cmd.resource_locator)
+                endpoints = [self._topic_endpoint(t, cmd) for t in seq.topics]
+                return flight.FlightInfo(
+                    pa.schema([]),
+                    descriptor,
+                    endpoints,
+                    sum(t.row_count for t in seq.topics),
+                    sum(t.total_bytes for t in seq.topics),
+                    app_metadata=meta,
+                )
+            topic = self._store.get_topic(cmd.resource_locator)
+            schema = topic.schema if topic.schema is not None else pa.schema([])
+            return flight.FlightInfo(
+                schema, descriptor, [self._topic_endpoint(topic, cmd)], topic.row_count, topic.total_bytes
+            )
+
+    def get_schema(self, context, descriptor):
+        # pyarrow 26 passes a FlightError raised here to the client as a generic Arrow
+        # error ("Unknown error: <message>. Detail: Python exception: ..."), unlike the
+        # other calls; the message still comes first.
+        with _translated("GetSchema"):
+            self._authorize(context, CALL_PERMISSIONS["GetSchema"])
+            cmd = wire.parse_command(descriptor)
+            if "/" not in cmd.resource_locator:
+                raise _flight_error(
+                    wire.ErrorKind.INVALID_ARGUMENT, "GetSchema needs a topic locator `sequence/topic`"
+                )
+            return flight.SchemaResult(self._store.topic_schema(cmd.resource_locator))
+
+    def do_get(self, context, ticket):
+        with _translated("DoGet"):
+            self._authorize(context, CALL_PERMISSIONS["DoGet"])
+            cmd = wire.parse_ticket(ticket)
+            if "/" not in cmd.resource_locator:
+                raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, "DoGet ticket must name a topic `sequence/topic`")
+            schema, batches = self._store.read(
+                cmd.resource_locator,
+                cmd.timestamp_ns_start,
+                cmd.timestamp_ns_end,
+                max_rows=self._max_batch_rows,
+                max_bytes=self._target_encode,
+            )
+        return flight.GeneratorStream(schema, self._guarded(f"DoGet {cmd.resource_locator}", batches))
+
+    @staticmethod
+    def _guarded(call: str, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        with _translated(call):
+            yield from batches
+
+    def do_exchange(self, context, descriptor, reader, writer):
+        self._authorize(context, CALL_PERMISSIONS["DoExchange"])
+        raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, "DoExchange is not supported by this server")
+
+    # ------------------------------------------------------------------ write path (§3)
+
+    def do_put(self, context, descriptor, reader, writer):
+        with _translated("DoPut"):
+            self._authorize(context, CALL_PERMISSIONS["DoPut"])
+            cmd = wire.parse_command(descriptor)
+            if "/" not in cmd.resource_locator:
+                raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, "DoPut descriptor must name a topic `sequence/topic`")
+            data_writer = self._store.open_writer(cmd.resource_locator, cmd.topic_uuid, reader.schema)
+            complete = False
+            try:
+                while True:
+                    try:
+                        chunk = reader.read_chunk()
+                    except StopIteration:
+                        # A client that vanishes also ends the stream; gRPC marks the call cancelled.
+                        complete = not context.is_cancelled()
+                        if not complete:
+                            logger.warning("DoPut %s: client went away; keeping what was received", data_writer.locator)
+                        break
+                    except (flight.FlightError, pa.ArrowException, OSError) as exc:
+                        logger.warning("DoPut %s: stream broken (%s); keeping what was received", data_writer.locator, exc)
+                        raise _flight_error(wire.ErrorKind.INTERNAL, f"DoPut stream broken: {exc}") from None
+                    batch = chunk.data
+                    if batch is None:
+                        continue
+                    size = pa.ipc.get_record_batch_size(batch)
+                    if size > self._max_decode:
+                        raise _flight_error(
+                            wire.ErrorKind.TOO_LARGE,
+                            f"record batch of {size} bytes exceeds grpc_max_decode_message_size ({self._max_decode} bytes)",
+                        )
+                    data_writer.write(batch)
+            finally:
+                if complete:
+                    data_writer.finish()
+                else:
+                    data_writer.abort()
