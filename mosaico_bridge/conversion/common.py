@@ -12,7 +12,7 @@ Columns hold no mutable state, so one layout can build record batches from
 several threads at once.
 
 Arrow conventions reproduced here come from the Mosaico protocol reference
-(``/work/shared/docs/mosaico-protocol.md`` §5): the ``header`` struct, the
+(``shared/docs/mosaico-protocol.md`` §5): the ``header`` struct, the
 ``Time`` struct, the covariance mixin (``covariance`` ``list<double>`` +
 ``covariance_type`` ``int16``) used by the geometric ontology types.
 """
@@ -55,7 +55,17 @@ class ConversionError(ValueError):
 
     The message is one line and names the ROS message type (and, for a message
     that fails to deserialize, its index in the batch).
+
+    Attributes:
+        msgtype: the ROS message type concerned, if known.
+        index: index (0-based) of the offending message in the ``convert``
+            input, or None when the error is not about one message.
     """
+
+    def __init__(self, message: str, *, msgtype: Optional[str] = None, index: Optional[int] = None):
+        super().__init__(message)
+        self.msgtype = msgtype
+        self.index = index
 
 
 # --------------------------------------------------------------------------- #
@@ -551,7 +561,7 @@ class Covariance(Column):
         lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=n)
         if (lengths == lengths[0]).all():
             # Fixed-size ROS covariance (float64[9] / float64[36]): one 2-D pass.
-            matrix = np.stack(arrays).astype(np.float64, copy=False).reshape(n, -1)
+            matrix = np.concatenate(arrays).astype(np.float64, copy=False).reshape(n, -1)
             valid = (matrix > 0).any(axis=1)
             flat = matrix[valid].reshape(-1)
         else:
