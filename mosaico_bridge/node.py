@@ -39,7 +39,7 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from .bridge_config import PARAMETERS, BridgeConfig
-from .client import MosaicoClient, SequenceWriter, SessionLevelErrorPolicy, TopicWriter
+from .client import MosaicoClient, SequenceWriter, ServerRefusedError, SessionLevelErrorPolicy, TopicWriter
 from .conversion import make_converter
 from .sources.live import LiveSource, ensure_type, ros_typestore
 
@@ -169,6 +169,8 @@ class BridgeNode(LifecycleNode):
             self._stop_server()
             return TransitionCallbackReturn.FAILURE
         self.config = config
+        visible = sorted(t for t, _types in self.get_topic_names_and_types() if config.topic_filter(t))
+        self.get_logger().info(f"topics matching now: {json.dumps(visible)}")
         self.get_logger().info(
             f"configured: Mosaico {self.client.info().version} at {host}:{port}, "
             f"{config.data_connections} data connections"
@@ -281,8 +283,16 @@ class BridgeNode(LifecycleNode):
             ensure_type(self._typestore, msgtype)
             converter = make_converter(msgtype, self._typestore, "cdr")
             meta = dict(converter.topic_metadata)
-            meta["_ros_"] = {**meta.get("_ros_", {}), "node": self.get_fully_qualified_name()}
-            writer = self.writer.topic_create(topic, meta, converter)
+            meta["_ros_"] = {**meta.get("_ros_", {}), "topic": topic, "session": self.sessions,
+                             "node": self.get_fully_qualified_name()}
+            try:
+                writer = self.writer.topic_create(topic, meta, converter)
+            except ServerRefusedError as exc:
+                # A topic name is used once per sequence (protocol doc §3): a later session
+                # records the same ROS topic as "<topic>_s<session>".
+                if "already exists" not in exc.reason or self.sessions < 2:
+                    raise
+                writer = self.writer.topic_create(f"{topic}_s{self.sessions}", meta, converter)
         except (LookupError, ValueError) as exc:
             self.get_logger().warning(f"topic {topic} [{msgtype}] not recorded: {exc}")
             return None

@@ -105,3 +105,11 @@ def sdk(server):
     mosaicolabs = pytest.importorskip("mosaicolabs")
     with mosaicolabs.MosaicoClient.connect("127.0.0.1", server.port) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def ros_domain() -> int:
+    """The DDS domain of this test run (scripts/test.sh exports a random one)."""
+    import random
+
+    return int(os.environ.get("ROS_DOMAIN_ID") or random.randint(1, 101))

@@ -32,8 +32,11 @@ from .topic_filter import TopicFilter
 
 log = logging.getLogger("mosaico_bridge.sources")
 
-#: Depth of the subscription history (KEEP_LAST) unless overridden.
-DEFAULT_DEPTH = 100
+#: Subscriptions keep every sample until the callback takes it (KEEP_ALL): with a
+#: reliable publisher, DDS flow control then slows the writer instead of dropping.
+#: A ``depth`` override switches to KEEP_LAST with that depth.
+DEFAULT_HISTORY = HistoryPolicy.KEEP_ALL
+DEFAULT_DEPTH = 1000
 #: Messages held between the callback and the topic writers before new ones are dropped (bytes).
 MAX_QUEUE_BYTES = 1 << 30
 
@@ -111,7 +114,7 @@ def adapted_qos(node: Node, topic: str, override=None) -> QoSProfile:
     reliable = bool(infos) and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
     latched = bool(infos) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
     qos = QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
+        history=DEFAULT_HISTORY,
         depth=DEFAULT_DEPTH,
         reliability=ReliabilityPolicy.RELIABLE if reliable or not infos else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
@@ -128,6 +131,7 @@ def adapted_qos(node: Node, topic: str, override=None) -> QoSProfile:
                 else DurabilityPolicy.VOLATILE
             )
         if override.depth:
+            qos.history = HistoryPolicy.KEEP_LAST
             qos.depth = override.depth
     return qos
 

@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""A ROS 2 helper process for the tests: reads JSON commands on stdin, one per line,
+answers one JSON line each on stdout. The tests start one instance as the publisher
+(bag replay, image stream) and one as the lifecycle driver (the standard lifecycle
+services, as `ros2 lifecycle set` and nav2's lifecycle_manager call them).
+
+Commands:
+  {"cmd": "transition", "node": "/mosaico_bridge", "transition": "configure", "timeout": 30}
+      -> {"success": bool, "state": "inactive"}
+  {"cmd": "state", "node": "/mosaico_bridge"} -> {"state": "unconfigured"}
+  {"cmd": "transitions", "node": "/mosaico_bridge"} -> {"transitions": ["configure", ...]}
+  {"cmd": "wait_received", "node": "mosaico_bridge", "counts": {topic: n}, "timeout": 60}
+      -> {"received": {topic: n}} once /diagnostics reports at least those counts
+  {"cmd": "replay", "bag": path, "topics": [..] | null, "rate": 2000, "reliable": true}
+      -> {"published": {topic: n}}  (waits for a subscriber on every topic first)
+  {"cmd": "images", "topic": t, "hz": 30, "seconds": 10, "width": 1920, "height": 1080}
+      -> {"published": n, "failed": k, "sha1": [hex per frame published]}
+  {"cmd": "advertise", "topic": t, "type": "pkg/msg/Name"} -> {"advertised": t}
+  {"cmd": "quit"}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+TRANSITIONS = {
+    "configure": Transition.TRANSITION_CONFIGURE,
+    "cleanup": Transition.TRANSITION_CLEANUP,
+    "activate": Transition.TRANSITION_ACTIVATE,
+    "deactivate": Transition.TRANSITION_DEACTIVATE,
+    "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+    "inactive_shutdown": Transition.TRANSITION_INACTIVE_SHUTDOWN,
+    "active_shutdown": Transition.TRANSITION_ACTIVE_SHUTDOWN,
+}
+
+
+class Agent(Node):
+    def __init__(self) -> None:
+        super().__init__("test_agent")
+        self.diag: dict[str, dict[str, int]] = {}
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            node, _, topic = status.name.partition(": ")
+            values = {kv.key: kv.value for kv in status.values}
+            if "received" in values:
+                self.diag.setdefault(node, {})[topic] = int(values["received"])
+
+    def call(self, client, request, timeout: float):
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {client.srv_name} not available within {timeout} s")
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(self, future, timeout_sec=timeout)
+        if not future.done():
+            raise TimeoutError(f"service {client.srv_name} did not answer within {timeout} s")
+        return future.result()
+
+    def state(self, node: str, timeout: float = 10) -> str:
+        cli = self.create_client(GetState, f"{node}/get_state")
+        try:
+            return self.call(cli, GetState.Request(), timeout).current_state.label
+        finally:
+            self.destroy_client(cli)
+
+    def transition(self, node: str, name: str, timeout: float) -> dict:
+        cli = self.create_client(ChangeState, f"{node}/change_state")
+        try:
+            req = ChangeState.Request()
+            req.transition.id = TRANSITIONS[name]
+            res = self.call(cli, req, timeout)
+        finally:
+            self.destroy_client(cli)
+        return {"success": bool(res.success), "state": self.state(node)}
+
+    def transitions(self, node: str) -> dict:
+        cli = self.create_client(GetAvailableTransitions, f"{node}/get_available_transitions")
+        try:
+            res = self.call(cli, GetAvailableTransitions.Request(), 10)
+        finally:
+            self.destroy_client(cli)
+        return {"transitions": [t.transition.label for t in res.available_transitions]}
+
+    def wait_received(self, node: str, counts: dict, timeout: float) -> dict:
+        self.diag.pop(node, None)  # only counters published from now on
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rclpy.spin_once(self, timeout_sec=0.2)
+            got = self.diag.get(node, {})
+            if all(got.get(t, 0) >= n for t, n in counts.items()):
+                return {"received": got}
+        raise TimeoutError(f"diagnostics of {node} show {self.diag.get(node)} after {timeout} s, want {counts}")
+
+    def wait_subscribers(self, pubs: dict, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(p.get_subscription_count() > 0 for p in pubs.values()):
+                return
+            rclpy.spin_once(self, timeout_sec=0.1)
+        missing = [t for t, p in pubs.items() if p.get_subscription_count() == 0]
+        raise TimeoutError(f"no subscriber on {missing} within {timeout} s")
+
+    def replay(self, bag: str, topics, rate: float, reliable: bool) -> dict:
+        import importlib
+
+        from rosbags.highlevel import AnyReader
+        from rosbags.typesys import Stores, get_typestore
+
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_ALL,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+        published: dict[str, int] = {}
+        with AnyReader([Path(bag)], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
+            conns = [c for c in reader.connections if topics is None or c.topic in topics]
+            pubs = {}
+            for c in conns:
+                if c.topic not in pubs:
+                    pkg, _, name = c.msgtype.split("/")
+                    cls = getattr(importlib.import_module(f"{pkg}.msg"), name)
+                    pubs[c.topic] = self.create_publisher(cls, c.topic, qos)
+            self.wait_subscribers(pubs)
+            period = 1.0 / rate
+            next_t = time.monotonic()
+            for conn, _t, raw in reader.messages(connections=conns):
+                data = bytes(raw) if reader.is2 else ros1_to_ros2_cdr(reader, raw, conn.msgtype)
+                pubs[conn.topic].publish(data)
+                published[conn.topic] = published.get(conn.topic, 0) + 1
+                next_t += period
+                delay = next_t - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+        return {"published": published}
+
+    def images(self, topic: str, hz: float, seconds: float, width: int, height: int) -> dict:
+        import numpy as np
+        from sensor_msgs.msg import Image
+
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        pub = self.create_publisher(Image, topic, qos)
+        self.wait_subscribers({topic: pub})
+        base = np.arange(width * height * 3, dtype=np.uint32).astype(np.uint8)
+        n = int(hz * seconds)
+        sha, failed = [], 0
+        start = time.monotonic()
+        for i in range(n):
+            frame = np.roll(base, i * 7919)
+            msg = Image(height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3)
+            msg.header.stamp.sec, msg.header.frame_id = i, "camera"
+            payload = frame.tobytes()
+            msg.data = payload
+            try:
+                pub.publish(msg)
+                sha.append(hashlib.sha1(payload).hexdigest())
+            except Exception:  # noqa: BLE001 - rmw sometimes refuses large reliable samples
+                failed += 1
+            delay = start + (i + 1) / hz - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        return {"published": len(sha), "failed": failed, "sha1": sha}
+
+
+_KILTED = None
+
+
+def _rebuild(value, typename, store):
+    """A ROS 1 message (rosbags dataclass) as the ROS 2 message of the same name (drops header.seq)."""
+    cls = store.types[typename]
+    kwargs = {}
+    for fname, desc in store.fielddefs[typename][1]:
+        src = getattr(value, fname)
+        kind, detail = desc
+        if kind.name == "NAME":
+            kwargs[fname] = _rebuild(src, detail, store)
+        elif kind.name in ("ARRAY", "SEQUENCE") and detail[0][0].name == "NAME":
+            kwargs[fname] = [_rebuild(v, detail[0][1], store) for v in src]
+        else:
+            kwargs[fname] = src
+    return cls(**kwargs)
+
+
+def ros1_to_ros2_cdr(reader, raw, msgtype: str) -> bytes:
+    """Serialized ROS 2 (CDR) form of a ROS 1 message, via the Kilted definitions."""
+    global _KILTED
+    from rosbags.typesys import Stores, get_typestore
+
+    if _KILTED is None:
+        _KILTED = get_typestore(Stores.ROS2_KILTED)
+    msg = reader.deserialize(raw, msgtype)
+    return bytes(_KILTED.serialize_cdr(_rebuild(msg, msgtype, _KILTED), msgtype))
+
+
+def main() -> int:
+    rclpy.init()
+    agent = Agent()
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        cmd = req.pop("cmd")
+        try:
+            if cmd == "quit":
+                print(json.dumps({"bye": True}), flush=True)
+                break
+            if cmd == "transition":
+                out = agent.transition(req["node"], req["transition"], req.get("timeout", 60))
+            elif cmd == "state":
+                out = {"state": agent.state(req["node"])}
+            elif cmd == "transitions":
+                out = agent.transitions(req["node"])
+            elif cmd == "wait_received":
+                out = agent.wait_received(req["node"], req["counts"], req.get("timeout", 60))
+            elif cmd == "replay":
+                out = agent.replay(req["bag"], req.get("topics"), req.get("rate", 2000), req.get("reliable", True))
+            elif cmd == "advertise":
+                import importlib
+
+                pkg, _, name = req["type"].split("/")
+                cls = getattr(importlib.import_module(f"{pkg}.msg"), name)
+                agent.keep = getattr(agent, "keep", []) + [agent.create_publisher(cls, req["topic"], 10)]
+                out = {"advertised": req["topic"]}
+            elif cmd == "images":
+                out = agent.images(req["topic"], req["hz"], req["seconds"], req["width"], req["height"])
+            else:
+                out = {"error": f"unknown command {cmd}"}
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            out = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(out), flush=True)
+    agent.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

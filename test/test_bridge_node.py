@@ -1,0 +1,291 @@
+"""The live bridge, as a robot runs it: the node in its own process, a publisher process
+replaying real bags, a third process driving the standard lifecycle services; the
+embedded server in this process; the real SDK (mosaicolabs 0.7.0) reading back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import signal
+
+import pytest
+import yaml
+from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
+
+from conftest import REPO, free_port, shared_bag
+from ros_util import Agent, BridgeProcess
+
+pytest.importorskip("rclpy")
+mosaicolabs = pytest.importorskip("mosaicolabs")
+
+HUSKY = "ros1_husky_imu_odom_gps/husky_imu_odom_gps.bag"
+NAV2 = "ros2_mcap_nav2_turtlebot/nav2_turtlebot.mcap"
+NODE = "/mosaico_bridge"
+
+
+@pytest.fixture
+def procs(tmp_path, ros_domain):
+    """Factory of ROS processes; everything started is stopped by PID at the end."""
+    started = []
+
+    class Procs:
+        def agent(self, name: str) -> Agent:
+            a = Agent(ros_domain, tmp_path / f"{name}.log")
+            started.append(a)
+            return a
+
+        def bridge(self, **params) -> BridgeProcess:
+            b = BridgeProcess(ros_domain, tmp_path / f"bridge{len(started)}.log", params)
+            started.append(b)
+            return b
+
+    yield Procs()
+    for p in reversed(started):
+        p.close() if isinstance(p, Agent) else p.stop()
+
+
+def bag_values(rel: str, topics: list[str]) -> dict[str, list]:
+    out: dict[str, list] = {t: [] for t in topics}
+    with AnyReader([shared_bag(rel)], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
+        conns = [c for c in reader.connections if c.topic in topics]
+        for conn, _t, raw in reader.messages(connections=conns):
+            out[conn.topic].append(reader.deserialize(raw, conn.msgtype))
+    return out
+
+
+def key(msg) -> tuple:
+    """What identifies a published message in what the SDK reads back."""
+    name = type(msg).__name__
+    if name == "IMU":
+        return ("imu", msg.acceleration.x, msg.acceleration.y, msg.acceleration.z, msg.angular_velocity.x,
+                msg.angular_velocity.y, msg.angular_velocity.z, msg.header.timestamp.seconds,
+                msg.header.timestamp.nanoseconds)
+    if name == "GPS":
+        return ("gps", msg.position.x, msg.position.y, msg.position.z, msg.header.timestamp.seconds,
+                msg.header.timestamp.nanoseconds)
+    if name == "MotionState":
+        return ("odom", msg.pose.position.x, msg.pose.position.y, msg.velocity.linear.x,
+                msg.header.timestamp.seconds, msg.header.timestamp.nanoseconds)
+    if name == "Pose":
+        return ("pose", msg.position.x, msg.position.y, msg.orientation.z, msg.header.timestamp.seconds,
+                msg.header.timestamp.nanoseconds)
+    raise AssertionError(f"unexpected SDK class {name}")
+
+
+def ros_key(msg, msgtype: str) -> tuple:
+    st = msg.header.stamp
+    if msgtype.endswith("Imu"):
+        a, w = msg.linear_acceleration, msg.angular_velocity
+        return ("imu", a.x, a.y, a.z, w.x, w.y, w.z, st.sec, st.nanosec)
+    if msgtype.endswith("NavSatFix"):
+        return ("gps", msg.latitude, msg.longitude, msg.altitude, st.sec, st.nanosec)
+    if msgtype.endswith("Odometry"):
+        return ("odom", msg.pose.pose.position.x, msg.pose.pose.position.y, msg.twist.twist.linear.x, st.sec,
+                st.nanosec)
+    p = msg.pose.pose
+    return ("pose", p.position.x, p.position.y, p.orientation.z, st.sec, st.nanosec)
+
+
+TYPES = {"/imu/data": "Imu", "/fix": "NavSatFix", "/husky_velocity_controller/odom": "Odometry",
+         "/odom": "Odometry", "/amcl_pose": "PoseWithCovarianceStamped"}
+
+
+def test_two_sessions_of_replayed_bags_read_back_exactly(procs, server):
+    bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="live_{robot}", robot="husky",
+                          topics=["/imu/data", "/fix", "/husky_velocity_controller/odom", "/odom", "/amcl_pose"])
+    driver, publisher = procs.agent("driver"), procs.agent("publisher")
+    assert driver.ask("state", node=NODE)["state"] == "unconfigured"
+    assert "configure" in driver.ask("transitions", node=NODE)["transitions"]
+    sessions = [(HUSKY, ["/imu/data", "/fix", "/husky_velocity_controller/odom"]), (NAV2, ["/odom", "/amcl_pose"]),
+                (HUSKY, ["/fix"])]
+    assert driver.ask("transition", node=NODE, transition="configure") == {"success": True, "state": "inactive"}
+    published = []
+    for rel, topics in sessions[:2]:
+        assert driver.ask("transition", node=NODE, transition="activate") == {"success": True, "state": "active"}
+        sent = publisher.ask("replay", bag=str(shared_bag(rel)), topics=topics, rate=2500, timeout=180)["published"]
+        driver.ask("wait_received", node="mosaico_bridge", counts=sent, timeout=60)
+        assert driver.ask("transition", node=NODE, transition="deactivate") == {"success": True, "state": "inactive"}
+        published.append(sent)
+    # a third session records /fix again: a topic name is used once per sequence, so it becomes /fix_s3
+    assert driver.ask("transition", node=NODE, transition="activate")["success"]
+    sent = publisher.ask("replay", bag=str(shared_bag(HUSKY)), topics=["/fix"], rate=2500)["published"]
+    driver.ask("wait_received", node="mosaico_bridge", counts=sent, timeout=60)
+    assert driver.ask("transition", node=NODE, transition="deactivate")["success"]
+    published.append({"/fix_s3": sent["/fix"]})
+    assert driver.ask("transition", node=NODE, transition="cleanup") == {"success": True, "state": "unconfigured"}
+    assert driver.ask("transition", node=NODE, transition="shutdown") == {"success": True, "state": "finalized"}
+
+    # the node's counters reconcile: every received message was written
+    counters = bridge.counters()
+    assert len(counters) == 3
+    for session_counters, sent in zip(counters, published):
+        for topic, n in sent.items():
+            c = session_counters[topic.replace("_s3", "")]
+            assert c["received"] == c["written"] == n, (topic, c)
+            assert c["dropped"] == 0
+
+    expected = {**bag_values(HUSKY, sessions[0][1]), **bag_values(NAV2, sessions[1][1])}
+    expected["/fix_s3"] = expected["/fix"]
+    with mosaicolabs.MosaicoClient.connect("127.0.0.1", server.port) as sdk:
+        assert "live_husky" in sdk.list_sequences()
+        handler = sdk.sequence_handler("live_husky")
+        assert len(handler.sessions) == 3
+        for sent in published:
+            for topic, n in sent.items():
+                th = sdk.topic_handler("live_husky", topic)
+                assert th is not None and th.locked, topic
+                msgs = list(th.get_data_streamer())
+                assert len(msgs) == n, topic  # exactly once
+                stamps = [m.timestamp_ns for m in msgs]
+                assert stamps == sorted(stamps), topic
+                msgtype = TYPES[topic.replace("_s3", "")]
+                assert [key(m.data) for m in msgs] == [ros_key(r, msgtype) for r in expected[topic]], topic
+
+
+def test_1080p_rgb8_30hz_for_10s_no_drop_in_the_bridge(procs, server):
+    from mosaico_bridge.client import MosaicoClient
+
+    bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="camera_run", topics=["/camera/image_raw"],
+                          flush_period_s=0.5)
+    driver, publisher = procs.agent("driver"), procs.agent("publisher")
+    assert driver.ask("transition", node=NODE, transition="configure")["success"]
+    assert driver.ask("transition", node=NODE, transition="activate")["success"]
+    out = publisher.ask("images", topic="/camera/image_raw", hz=30, seconds=10, width=1920, height=1080, timeout=180)
+    assert out["published"] >= 270, out["failed"]  # rmw may refuse a few large reliable samples
+    driver.ask("wait_received", node="mosaico_bridge", counts={"/camera/image_raw": out["published"]}, timeout=90)
+    assert driver.ask("transition", node=NODE, transition="deactivate", timeout=180)["success"]
+    c = bridge.counters()[-1]["/camera/image_raw"]
+    assert c["received"] == c["written"] == out["published"], c
+    assert c["dropped"] == 0
+    with MosaicoClient.connect("127.0.0.1", server.port) as client:
+        th = client.topic_handler("camera_run", "/camera/image_raw")
+        assert th.ontology_tag == "Image"
+        got = []
+        for batch in th.iter_batches():
+            assert batch.column("width").to_pylist() == [1920] * batch.num_rows
+            got += [hashlib.sha1(d.as_py()).hexdigest() for d in batch.column("data")]
+    assert got == out["sha1"]
+
+
+def test_configure_fails_while_server_unreachable_then_succeeds(procs, tmp_path):
+    from mosaico_bridge.server import MosaicoServer
+
+    port = free_port()
+    bridge = procs.bridge(host="127.0.0.1", port=port, connect_timeout_s=1.0)
+    driver = procs.agent("driver")
+    assert driver.ask("transition", node=NODE, transition="configure") == {"success": False, "state": "unconfigured"}
+    bridge.wait_log(rf"cannot connect to Mosaico at 127\.0\.0\.1:{port}")
+    with MosaicoServer.start_background(tmp_path / "late", host="127.0.0.1", port=port):
+        assert driver.ask("transition", node=NODE, transition="configure") == {"success": True, "state": "inactive"}
+        assert driver.ask("transition", node=NODE, transition="cleanup")["success"]
+
+
+def test_bad_parameter_is_refused_at_configure(procs, server):
+    bridge = procs.bridge(host="127.0.0.1", port=server.port, on_error="maybe")
+    driver = procs.agent("driver")
+    assert driver.ask("transition", node=NODE, transition="configure") == {"success": False, "state": "unconfigured"}
+    bridge.wait_log(r"parameter 'on_error'")
+
+
+@pytest.mark.parametrize("policy", ["report", "delete"])
+def test_exception_during_activate_applies_on_error(procs, tmp_path, policy):
+    """The server refuses the topic at activate (its message limit is below the topic's
+    metadata): the session is reported or deleted and the node is unconfigured."""
+    from mosaico_bridge.client import MosaicoClient
+    from mosaico_bridge.server import MosaicoServer
+
+    with MosaicoServer.start_background(tmp_path / "small", host="127.0.0.1", port=0,
+                                        max_decode_message_size=700) as srv:
+        publisher = procs.agent("publisher")
+        publisher.ask("advertise", topic="/imu/data", type="sensor_msgs/msg/Imu")
+        bridge = procs.bridge(host="127.0.0.1", port=srv.port, sequence_name="failing", topics=["/imu/data"],
+                              on_error=policy)
+        driver = procs.agent("driver")
+        for _attempt in range(50):  # until the bridge's view of the graph has the publisher
+            assert driver.ask("transition", node=NODE, transition="configure")["success"]
+            seen = re.findall(r"topics matching now: (.*)", bridge.log())
+            if '"/imu/data"' in seen[-1]:
+                break
+            assert driver.ask("transition", node=NODE, transition="cleanup")["success"]
+        assert driver.ask("transition", node=NODE, transition="activate") == {"success": False,
+                                                                               "state": "unconfigured"}
+        bridge.wait_log(r"activate failed")
+        assert "Traceback" in bridge.log()
+        with MosaicoClient.connect("127.0.0.1", srv.port) as client:
+            if policy == "delete":
+                assert "failing" not in client.list_sequences()
+            else:
+                assert "failing" in client.list_sequences()
+                notes = client.list_sequence_notifications("failing")
+                assert notes and "exceeds" in notes[0].message
+        # the node can be configured again
+        assert driver.ask("transition", node=NODE, transition="configure")["success"]
+
+
+def test_sigterm_while_active_finalizes_everything_received(procs, server):
+    from mosaico_bridge.client import MosaicoClient
+
+    bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="sigterm_run", topics=["/fix"])
+    driver, publisher = procs.agent("driver"), procs.agent("publisher")
+    assert driver.ask("transition", node=NODE, transition="configure")["success"]
+    assert driver.ask("transition", node=NODE, transition="activate")["success"]
+    sent = publisher.ask("replay", bag=str(shared_bag(HUSKY)), topics=["/fix"], rate=2000)["published"]
+    driver.ask("wait_received", node="mosaico_bridge", counts=sent, timeout=60)
+    assert bridge.signal(signal.SIGTERM, timeout=60) == 0
+    with MosaicoClient.connect("127.0.0.1", server.port) as client:
+        seq = client.sequence_handler("sigterm_run")
+        assert seq is not None and all(s.locked and s.completed_at_ns for s in seq.sessions)
+        assert client.topic_handler("sigterm_run", "/fix").read().num_rows == sent["/fix"]
+
+
+def test_config_yaml_documents_every_declared_parameter():
+    from mosaico_bridge.bridge_config import PARAMETERS, BridgeConfig
+
+    doc = yaml.safe_load((REPO / "config" / "bridge.yaml").read_text())["/**"]["ros__parameters"]
+    assert doc == {name: default for name, (default, _d) in PARAMETERS.items()}
+    BridgeConfig.from_values(doc, env={})  # the documented defaults are valid
+    text = (REPO / "config" / "bridge.yaml").read_text()
+    for name, (_default, description) in PARAMETERS.items():
+        assert description.split()[0] in text, name
+
+
+def test_node_declares_the_documented_parameters(tmp_path, ros_domain):
+    """A real node, in a separate process, lists its declared parameters with descriptions."""
+    import subprocess
+    import sys
+
+    from ros_util import ros_env
+
+    code = (
+        "import json, rclpy\n"
+        "from mosaico_bridge.node import BridgeNode\n"
+        "rclpy.init()\n"
+        "n = BridgeNode()\n"
+        "names = [p for p in n._parameters if not p.startswith('use_sim_time') and p != 'start_type_description_service']\n"
+        "print(json.dumps({p: n.describe_parameter(p).description for p in names}))\n"
+        "n.destroy_node(); rclpy.shutdown()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=ros_env(ros_domain), cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    declared = json.loads(out.stdout.strip().splitlines()[-1])
+    doc = yaml.safe_load((REPO / "config" / "bridge.yaml").read_text())["/**"]["ros__parameters"]
+    assert set(declared) == set(doc)
+    assert all(declared.values())  # every parameter has a description
+
+
+def test_launch_file():
+    """launch / launch_ros are not installable here: import the launch file only where they are."""
+    pytest.importorskip("launch_ros")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bridge_launch", REPO / "launch" / "bridge.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    names = [getattr(e, "name", None) for e in description.entities]
+    assert {"params_file", "namespace", "autostart"} <= set(names)
