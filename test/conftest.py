@@ -87,7 +87,7 @@ def server(tmp_path):
     try:
         yield srv
     finally:
-        srv.stop()
+        srv.stop(timeout=30)
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ TYPES = {"/imu/data": "Imu", "/fix": "NavSatFix", "/husky_velocity_controller/od
          "/odom": "Odometry", "/amcl_pose": "PoseWithCovarianceStamped"}
 
 
-def test_two_sessions_of_replayed_bags_read_back_exactly(procs, server):
+def test_two_sessions_of_replayed_bags_read_back_exactly(server, procs):
     bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="live_{robot}", robot="husky",
                           topics=["/imu/data", "/fix", "/husky_velocity_controller/odom", "/odom", "/amcl_pose"])
     driver, publisher = procs.agent("driver"), procs.agent("publisher")
@@ -144,7 +144,7 @@ def test_two_sessions_of_replayed_bags_read_back_exactly(procs, server):
                 assert [key(m.data) for m in msgs] == [ros_key(r, msgtype) for r in expected[topic]], topic
 
 
-def test_1080p_rgb8_30hz_for_10s_no_drop_in_the_bridge(procs, server):
+def test_1080p_rgb8_30hz_for_10s_no_drop_in_the_bridge(server, procs):
     from mosaico_bridge.client import MosaicoClient
 
     bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="camera_run", topics=["/camera/image_raw"],
@@ -182,7 +182,7 @@ def test_configure_fails_while_server_unreachable_then_succeeds(procs, tmp_path)
         assert driver.ask("transition", node=NODE, transition="cleanup")["success"]
 
 
-def test_bad_parameter_is_refused_at_configure(procs, server):
+def test_bad_parameter_is_refused_at_configure(server, procs):
     bridge = procs.bridge(host="127.0.0.1", port=server.port, on_error="maybe")
     driver = procs.agent("driver")
     assert driver.ask("transition", node=NODE, transition="configure") == {"success": False, "state": "unconfigured"}
@@ -224,7 +224,7 @@ def test_exception_during_activate_applies_on_error(procs, tmp_path, policy):
         assert driver.ask("transition", node=NODE, transition="configure")["success"]
 
 
-def test_sigterm_while_active_finalizes_everything_received(procs, server):
+def test_sigterm_while_active_finalizes_everything_received(server, procs):
     from mosaico_bridge.client import MosaicoClient
 
     bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="sigterm_run", topics=["/fix"])
