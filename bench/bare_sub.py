@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Baseline for bench_live.py: a bare rclpy subscriber (SingleThreadedExecutor, raw=True,
+the same QoS the bridge takes: reliable, KEEP_ALL) that only counts messages.
+
+    bare_sub.py pkg/msg/Name TOPIC [TOPIC ...]
+
+Runs until SIGINT/SIGTERM, then prints {"received": {topic: n}}.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import signal
+import sys
+
+import rclpy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+
+
+def main() -> int:
+    msgtype, topics = sys.argv[1], sys.argv[2:]
+    pkg, _, name = msgtype.split("/")
+    cls = getattr(importlib.import_module(f"{pkg}.msg"), name)
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    node = rclpy.create_node("bare_sub")
+    counts = {t: 0 for t in topics}
+    qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+    for t in topics:
+        def cb(_msg, t=t):
+            counts[t] += 1
+        node.create_subscription(cls, t, cb, qos, raw=True)
+    print(json.dumps({"ready": True}), flush=True)
+    while not stop:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    print(json.dumps({"received": counts}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
