@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..client import MosaicoClient, MosaicoError, SessionLevelErrorPolicy, wire
+from ..client import AuthenticationError, MosaicoClient, MosaicoError, SessionLevelErrorPolicy, wire
+from ..client.security import SecurityConfig
 from ..conversion import ConversionError
 from ..importer import BagImportError, ImportSummary, import_bags
 from ..sources import BagSourceError, TopicFilter
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=wire.DEFAULT_PORT, metavar="P",
                      help=f"Mosaico server port (default {wire.DEFAULT_PORT})")
     srv.add_argument("--api-key", metavar="K", default=env_default(wire.ENV_API_KEY),
-                     help=f"API key (default: ${wire.ENV_API_KEY})")
+                     help=f"API key with Write permission; only its fingerprint is ever shown "
+                          f"(default: ${wire.ENV_API_KEY}; prefer the variable: arguments are visible to other users)")
     srv.add_argument("--tls-cert", metavar="PATH", default=env_default(wire.ENV_TLS_CERT_FILE),
                      help=f"CA certificate (PEM) to trust; enables TLS (default: ${wire.ENV_TLS_CERT_FILE})")
     srv.add_argument("--root", metavar="DIR", default=DEFAULT_ROOT,
@@ -125,6 +127,13 @@ def run(args: argparse.Namespace, console) -> int:
         if not bag.exists():
             raise CliError(f"bag not found: {bag}", 2)
 
+    # check the security options before anything touches the server
+    for flag, tls_cert, api_key in (("--tls-cert", args.tls_cert, None), ("--api-key", None, args.api_key)):
+        try:
+            SecurityConfig.create(tls_cert, api_key)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CliError(f"{flag}: {exc}", 2) from None
+
     server = None
     try:
         if args.host:
@@ -148,8 +157,13 @@ def run(args: argparse.Namespace, console) -> int:
             raise CliError(f"--tls-cert: {exc}", 2) from None
         except ConnectionError as exc:
             raise CliError(str(exc), 1) from None
-        with client:
-            summary = _import(client, bags, args, topic_filter, metadata, console)
+        except AuthenticationError as exc:
+            raise CliError(_refusal(host, port, exc), 1) from None
+        try:
+            with client:
+                summary = _import(client, bags, args, topic_filter, metadata, console)
+        except AuthenticationError as exc:
+            raise CliError(_refusal(host, port, exc), 1) from None
         print_summary(summary, console)
         if server is not None:
             console.print(
@@ -162,6 +176,11 @@ def run(args: argparse.Namespace, console) -> int:
             server.stop()
         if sample_dir is not None:
             sample_dir.cleanup()
+
+
+def _refusal(host: str, port: int, exc: AuthenticationError) -> str:
+    """One line for a refused API key: the server's reason names the key's fingerprint, never the key."""
+    return f"authentication failed: the Mosaico server at {host}:{port} refused {exc.call}: {exc.reason}"
 
 
 def _import(client, bags, args, topic_filter, metadata, console) -> ImportSummary:

@@ -4,10 +4,18 @@ Example::
 
     mosaico_server --root ~/mosaico-data --port 6726
 
+    # with TLS and API keys
+    mosaico_server --root ~/mosaico-data --bootstrap-key      # prints a Manage key once
+    mosaico_server --root ~/mosaico-data --require-api-key --tls-cert server.pem --tls-key server.key
+
 The server speaks the mosaicod 0.7 JSON dialect (the one the SDK ``mosaicolabs`` 0.7.0
 uses) and runs until SIGINT or SIGTERM, then exits with status 0. Exit status 2 means a
-bad command line or an unusable ``--root``; 1 means the server could not start (for
-example the port is taken).
+bad command line, an unusable ``--root`` or unusable TLS files; 1 means the server could
+not start (for example the port is taken).
+
+``--bootstrap-key`` creates a Manage API key in ``<root>/api_keys.json``, prints it as the
+only line on standard output and exits 0 (the server keeps only a salted hash, so the key
+cannot be shown again). Use it to create further keys with ``api_key_create``.
 """
 
 from __future__ import annotations
@@ -70,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest record batch or request the server accepts, in bytes; clients size their "
         "batches from it (default: %(default)s)",
     )
+    sec = parser.add_argument_group("security")
+    sec.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (PEM); with --tls-key enables TLS (grpc+tls)")
+    sec.add_argument("--tls-key", metavar="PEM", help="private key (PEM) of --tls-cert")
+    sec.add_argument(
+        "--require-api-key",
+        action="store_true",
+        help="refuse calls without a valid API key (header mosaico-api-key-token) of the level each call needs; "
+        "without it every call is allowed except API key management, which always needs a Manage key",
+    )
+    sec.add_argument(
+        "--bootstrap-key",
+        action="store_true",
+        help="create a Manage API key under --root, print it once on standard output and exit",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -84,9 +106,50 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _read_tls(cert_path: str, key_path: str) -> tuple[bytes, bytes]:
+    """Read and check the server certificate and key (PEM).
+
+    Raises:
+        ValueError: naming the file, if a file cannot be read or the pair is not valid.
+    """
+    import ssl
+
+    pems = []
+    for flag, path in (("--tls-cert", cert_path), ("--tls-key", key_path)):
+        try:
+            with open(path, "rb") as fh:
+                pems.append(fh.read())
+        except OSError as exc:
+            raise ValueError(f"{flag} {path}: {exc.strerror or exc}") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(
+            f"--tls-cert {cert_path} / --tls-key {key_path}: not a PEM certificate chain and its matching "
+            f"private key ({exc})"
+        ) from None
+    return pems[0], pems[1]
+
+
+def _bootstrap_key(root: str, log: logging.Logger) -> int:
+    from mosaico_bridge.server.auth import ApiKeyStore, KeyStoreError, Permission
+
+    try:
+        keys = ApiKeyStore(root)
+        api_key, record = keys.create(Permission.MANAGE, "bootstrap key (mosaico_server --bootstrap-key)")
+    except KeyStoreError as exc:
+        return _fail(str(exc), 2)
+    print(api_key, flush=True)
+    log.info("Manage API key %s stored (salted hash only) in %s; it is printed once, above", record.fingerprint, keys.path)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``mosaico_server``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -105,10 +168,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, StoreError) as exc:
         return _fail(f"cannot use --root {root}: {exc}", 2)
 
+    if args.bootstrap_key:
+        return _bootstrap_key(root, log)
+
+    tls_certificates = None
+    if args.tls_cert:
+        try:
+            tls_certificates = [_read_tls(args.tls_cert, args.tls_key)]
+        except ValueError as exc:
+            return _fail(str(exc), 2)
+
+    from mosaico_bridge.server.auth import ApiKeyStore, KeyStoreError
+
+    key_count = 0
+    if args.require_api_key:
+        try:
+            key_count = len(ApiKeyStore(root).records())
+        except KeyStoreError as exc:
+            return _fail(str(exc), 2)
+
     try:
-        server = MosaicoServer(store, args.host, args.port, max_decode_message_size=args.max_message_size)
+        server = MosaicoServer(
+            store,
+            args.host,
+            args.port,
+            max_decode_message_size=args.max_message_size,
+            tls_certificates=tls_certificates,
+            require_api_key=args.require_api_key,
+        )
     except (pa.ArrowException, OSError, ValueError) as exc:
         return _fail(f"cannot start the server on {args.host}:{args.port}: {exc}", 1)
+
+    if args.require_api_key:
+        if not key_count:
+            log.warning(
+                "API keys are required but none exists yet: create one with "
+                "mosaico_server --root %s --bootstrap-key", root,
+            )
+        if tls_certificates is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("API keys travel in clear text: give --tls-cert and --tls-key")
 
     stop = threading.Event()
 
@@ -118,7 +216,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     log.info("data folder: %s", server.root)
-    log.info("listening on %s (max message size %d bytes)", server.location, server.max_decode_message_size)
+    log.info(
+        "listening on %s (max message size %d bytes, API keys %s)",
+        server.location,
+        server.max_decode_message_size,
+        "required" if server.require_api_key else "not required",
+    )
     try:
         while not stop.wait(0.5):
             pass

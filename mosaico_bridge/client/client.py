@@ -104,14 +104,21 @@ class MosaicoClient:
         Args:
             timeout: seconds to wait for the server's ``info`` reply, and per control call.
             tls_cert_path: PEM CA to trust; switches to ``grpc+tls``.
-            api_key: sent as ``mosaico-api-key-token`` on every call (needs Read to connect).
+            api_key: ``msco_<32 alphanumerics>_<8-hex fingerprint>``, sent as the header
+                ``mosaico-api-key-token`` on every call of the control connection and of
+                every data connection (needs Read to connect). Only its fingerprint is
+                ever logged or shown (``repr``, :attr:`api_key_fingerprint`).
             data_connections: size of the data layer's connection pool (default 4).
             workers: size of the processing layer's executor pool (default: CPU count, 2..8).
 
         Raises:
-            ConnectionError: the server is unreachable or does not answer in time.
-            AuthenticationError: the server refuses the API key.
-            ValueError: ``tls_cert_path`` cannot be read or holds no certificate.
+            ConnectionError: the server is unreachable or does not answer in time, or the
+                TLS handshake fails (certificate not trusted, or TLS on one side only);
+                the message names ``host:port``.
+            AuthenticationError: at once, if the server refuses the API key (missing,
+                malformed, unknown, revoked, expired, or below Read).
+            ValueError: ``tls_cert_path`` is empty, cannot be read or holds no valid
+                certificate; or ``api_key`` holds characters a header cannot carry.
             FileNotFoundError: ``tls_cert_path`` does not exist.
         """
         security = SecurityConfig.create(tls_cert_path, api_key)
@@ -158,7 +165,10 @@ class MosaicoClient:
 
     @classmethod
     def from_env(cls, host: str, port: int, timeout: float = 5, **kwargs: Any) -> "MosaicoClient":
-        """:meth:`connect` with ``MOSAICO_API_KEY`` and ``MOSAICO_TLS_CERT_FILE`` from the environment."""
+        """:meth:`connect` with ``MOSAICO_API_KEY`` and ``MOSAICO_TLS_CERT_FILE`` from the environment.
+
+        An unset or empty variable means no key / plaintext. Raises as :meth:`connect`.
+        """
         return cls.connect(
             host,
             port,
@@ -207,6 +217,7 @@ class MosaicoClient:
 
     @property
     def api_key_fingerprint(self) -> Optional[str]:
+        """The 8-hex fingerprint of the API key in use, or None (no key, or not ``msco_`` shaped)."""
         return self._security.api_key_fingerprint
 
     # ------------------------------------------------------------------ writing
@@ -275,41 +286,39 @@ class MosaicoClient:
         except NotFoundError:
             return False
 
-    def sequence_handler(self, sequence_name: str) -> Optional[SequenceHandler]:
-        """Handler of a sequence (cached), or None if the server does not know it."""
-        loc = wire.sequence_locator(sequence_name)
+    def _cached_handler(self, cache: dict, locator: str, build):
+        """The cached handler of ``locator``, or ``build(FlightInfo)`` stored in ``cache``;
+        None if the server does not know the resource."""
         with self._lock:
-            cached = self._sequence_handlers.get(loc)
+            cached = cache.get(locator)
         if cached is not None:
             return cached
         try:
-            info = self._control.get_flight_info(wire.read_descriptor(loc))
+            info = self._control.get_flight_info(wire.read_descriptor(locator))
         except (NotFoundError, ServerRefusedError) as exc:
-            log.debug("sequence %s: %s", loc, exc)
+            log.debug("%s: %s", locator, exc)
             return None
-        handler = SequenceHandler(self._control, info)
-        with self._lock:
-            self._sequence_handlers[loc] = handler
+        handler = build(info)
+        if handler is not None:
+            with self._lock:
+                cache[locator] = handler
         return handler
+
+    def sequence_handler(self, sequence_name: str) -> Optional[SequenceHandler]:
+        """Handler of a sequence (cached), or None if the server does not know it."""
+        return self._cached_handler(
+            self._sequence_handlers,
+            wire.sequence_locator(sequence_name),
+            lambda info: SequenceHandler(self._control, info),
+        )
 
     def topic_handler(self, sequence_name: str, topic_name: str) -> Optional[TopicHandler]:
         """Handler of a topic (cached), or None if the server does not know it."""
-        loc = wire.topic_locator(sequence_name, topic_name)
-        with self._lock:
-            cached = self._topic_handlers.get(loc)
-        if cached is not None:
-            return cached
-        try:
-            info = self._control.get_flight_info(wire.read_descriptor(loc))
-        except (NotFoundError, ServerRefusedError) as exc:
-            log.debug("topic %s: %s", loc, exc)
-            return None
-        if not info.endpoints:
-            return None
-        handler = TopicHandler(self._control, info.endpoints[0])
-        with self._lock:
-            self._topic_handlers[loc] = handler
-        return handler
+        return self._cached_handler(
+            self._topic_handlers,
+            wire.topic_locator(sequence_name, topic_name),
+            lambda info: TopicHandler(self._control, info.endpoints[0]) if info.endpoints else None,
+        )
 
     def clear_sequence_handlers_cache(self) -> None:
         with self._lock:
@@ -365,27 +374,87 @@ class MosaicoClient:
         )
 
     # ------------------------------------------------------------------ API keys
+    @staticmethod
+    def _fingerprint_arg(api_key_fingerprint: str) -> str:
+        value = str(api_key_fingerprint).strip()
+        whole = wire.api_key_fingerprint(value)
+        if whole is not None:  # a whole key was given: use its fingerprint, never send the key
+            return whole
+        if not wire.API_KEY_FINGERPRINT_RE.match(value):
+            raise ValueError("an API key fingerprint is 8 lowercase hex characters")
+        return value
+
     def api_key_create(
         self, permission: APIKeyPermissionEnum, description: str, expires_at_ns: Optional[int] = None
     ) -> Optional[str]:
-        """Create an API key (needs Manage). Returns the key; the server keeps only a hash."""
+        """Create an API key (DoAction ``api_key_create``; the caller needs Manage).
+
+        Args:
+            permission: level of the new key (an :class:`APIKeyPermissionEnum` or its
+                wire name ``"read"`` ...).
+            description: free text, shown by :meth:`api_key_status`.
+            expires_at_ns: the key stops working at this time, in ns since the Unix
+                epoch; None: never.
+
+        Returns:
+            the new key ``msco_..._<fingerprint>``, or None if the server sent no key. The
+            server keeps only a salted hash: this is the only time the key is seen.
+
+        Raises:
+            AuthenticationError: the client's key is refused or lacks Manage.
+            ServerRefusedError: the server refuses the request (bad permission ...).
+            ValueError: ``permission`` is not a permission level.
+        """
+        level = APIKeyPermissionEnum(permission)
+        if expires_at_ns is not None and (isinstance(expires_at_ns, bool) or not isinstance(expires_at_ns, int)):
+            raise ValueError("expires_at_ns must be an integer number of nanoseconds since the epoch")
         reply = self._control.do_action(
-            wire.Action.API_KEY_CREATE,
-            wire.api_key_create_request(APIKeyPermissionEnum(permission).value, description, expires_at_ns),
+            wire.Action.API_KEY_CREATE, wire.api_key_create_request(level.value, str(description), expires_at_ns)
         )
-        return str(reply["api_key"]) if reply and "api_key" in reply else None
+        api_key = reply.get("api_key") if reply else None
+        if not isinstance(api_key, str) or not api_key:
+            return None
+        log.info("created API key %s (%s)", wire.api_key_fingerprint(api_key), level.value)
+        return api_key
 
     def api_key_status(self, api_key_fingerprint: Optional[str] = None) -> Optional[APIKeyStatus]:
-        """Status of the key with that fingerprint (default: the key in use). Needs Manage."""
-        fingerprint = api_key_fingerprint or self._security.api_key_fingerprint
-        if not fingerprint:
-            raise ValueError("no API key fingerprint given and the client has no API key")
+        """Status of a key (DoAction ``api_key_status``; the caller needs Manage).
+
+        Args:
+            api_key_fingerprint: 8 hex characters (a whole key is reduced to its
+                fingerprint); None: the key this client uses.
+
+        Returns:
+            an :class:`APIKeyStatus`, or None if the server sent no status.
+
+        Raises:
+            ValueError: no fingerprint given and the client has no ``msco_`` key, or the
+                fingerprint is not 8 hex characters.
+            NotFoundError: no key has that fingerprint.
+            AuthenticationError: the client's key is refused or lacks Manage.
+        """
+        if api_key_fingerprint is None:
+            fingerprint = self._security.api_key_fingerprint
+            if not fingerprint:
+                raise ValueError("no API key fingerprint given and the client has no API key")
+        else:
+            fingerprint = self._fingerprint_arg(api_key_fingerprint)
         reply = self._control.do_action(wire.Action.API_KEY_STATUS, wire.api_key_fingerprint_request(fingerprint))
         return APIKeyStatus.from_response(reply) if reply else None
 
     def api_key_revoke(self, api_key_fingerprint: str) -> None:
-        """Revoke the key with that fingerprint (needs Manage)."""
-        self._control.do_action(wire.Action.API_KEY_REVOKE, wire.api_key_fingerprint_request(api_key_fingerprint))
+        """Revoke a key for good (DoAction ``api_key_revoke``; the caller needs Manage).
+
+        Revoking a revoked key is a no-op. A revoked key is refused from its next call on.
+
+        Raises:
+            ValueError: the fingerprint is not 8 hex characters.
+            NotFoundError: no key has that fingerprint.
+            AuthenticationError: the client's key is refused or lacks Manage.
+        """
+        fingerprint = self._fingerprint_arg(api_key_fingerprint)
+        self._control.do_action(wire.Action.API_KEY_REVOKE, wire.api_key_fingerprint_request(fingerprint))
+        log.info("revoked API key %s", fingerprint)
 
 
 __all__ = ["MosaicoClient", "MosaicoError", "Notification", "ServerInfo"]

@@ -16,7 +16,7 @@ import pyarrow.flight as flight
 
 from . import wire
 from .errors import AuthenticationError, translate
-from .security import SecurityConfig
+from .security import SecurityConfig, tls_failure
 
 log = logging.getLogger("mosaico_bridge.client")
 
@@ -34,6 +34,7 @@ class ControlConnection:
         self.host = host
         self.port = port
         self.timeout = float(timeout)
+        self._security = security
         self._client = security.new_flight_client(host, port)
         self._lock = threading.Lock()
         self._closed = False
@@ -64,10 +65,16 @@ class ControlConnection:
             the ``info`` response.
         Raises:
             AuthenticationError: at once if the server refuses the credentials.
-            ConnectionError: if no answer came in time, naming the server and the last cause.
+            ConnectionError: if no answer came in time, naming the server and the last
+                cause; at once if the TLS handshake fails (certificate not trusted, server
+                without TLS), and after 1 s of closed connections for a plaintext client
+                (a TLS server closes them).
         """
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
+        where = wire.location(self.host, self.port, False).split("://", 1)[1]
         last: BaseException | None = None
+        closed_since: float | None = None
         while True:
             try:
                 info = self.do_action(wire.Action.INFO, wire.info_request())
@@ -76,8 +83,16 @@ class ControlConnection:
                 raise
             except (ConnectionError, Exception) as exc:  # noqa: B014 - any failure means "not yet"
                 last = exc
-            if time.monotonic() >= deadline:
-                where = wire.location(self.host, self.port, False).split("://", 1)[1]
+            now = time.monotonic()
+            problem = tls_failure(last, self._security.tls, self._security.tls_cert_path)
+            if problem is not None:
+                permanent, why = problem
+                closed_since = closed_since if closed_since is not None else now
+                if permanent or now - closed_since >= 1.0 or now >= deadline:
+                    raise ConnectionError(f"cannot connect to the Mosaico server at {where}: {why}")
+            else:
+                closed_since = None
+            if now >= deadline:
                 cause = str(last) if last else "no answer"
                 raise ConnectionError(f"Mosaico server at {where} did not answer within {timeout:g} s ({cause})")
             time.sleep(0.025)

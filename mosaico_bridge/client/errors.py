@@ -6,6 +6,8 @@ import re
 
 import pyarrow.flight as flight
 
+from . import wire
+
 
 class MosaicoError(Exception):
     """Base class of the errors raised by :mod:`mosaico_bridge.client`."""
@@ -41,6 +43,9 @@ _BOILERPLATE = [
 ]
 
 
+_AUTH_DETAIL = re.compile(r"\. Detail: (Unauthenticated|Unauthorized)\b")
+
+
 def flight_message(exc: BaseException) -> str:
     """The server's own words in a Flight error, on one line."""
     text = str(exc)
@@ -57,12 +62,16 @@ def translate(call: str, exc: BaseException) -> MosaicoError | BaseException:
     reason = flight_message(exc)
     if isinstance(exc, (flight.FlightUnauthenticatedError, flight.FlightUnauthorizedError)):
         return AuthenticationError(call, reason)
+    if not isinstance(exc, flight.FlightError) and _AUTH_DETAIL.search(str(exc)):
+        # pyarrow 26 raises a plain OSError for a refused GetSchema; the status is in the text
+        return AuthenticationError(call, reason)
     if isinstance(exc, flight.FlightUnavailableError):
         return ConnectionError(f"{call}: server unavailable: {reason}")
     if isinstance(exc, flight.FlightTimedOutError):
         return ConnectionError(f"{call}: timed out: {reason}")
     if isinstance(exc, flight.FlightError):
-        if "not found" in reason.lower() or "does not exist" in reason.lower():
+        kind = wire.error_kind(exc)
+        if kind == "not_found" or (kind is None and ("not found" in reason.lower() or "does not exist" in reason.lower())):
             return NotFoundError(call, reason)
         return ServerRefusedError(call, reason)
     return exc

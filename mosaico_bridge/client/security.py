@@ -11,6 +11,8 @@ only its fingerprint does.
 from __future__ import annotations
 
 import os
+import re
+import ssl
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
@@ -21,7 +23,14 @@ from . import wire
 
 
 class APIKeyPermissionEnum(Enum):
-    """The four permission levels of an API key; each includes the ones before it."""
+    """The four permission levels of an API key; each includes the ones before it.
+
+    Read: connect (``info``), list, handlers, reads, notification lists. Write: also
+    sequence, session and topic creation, ``session_finalize``, DoPut, notification
+    create. Delete: also sequence, session and topic deletion, notification purge.
+    Manage: also ``api_key_create`` / ``api_key_status`` / ``api_key_revoke``. The value
+    is the wire name (``"read"`` ...).
+    """
 
     Read = "read"
     Write = "write"
@@ -65,13 +74,18 @@ class APIKeyStatus:
 
 
 def read_tls_root_certs(tls_cert_path: str | os.PathLike[str]) -> bytes:
-    """Read a PEM CA certificate (or bundle) to trust.
+    """Read a PEM CA certificate (or bundle) to trust; return its bytes.
+
+    Every certificate in the file must parse (checked with the standard :mod:`ssl`).
 
     Raises:
         FileNotFoundError: if the path does not exist.
-        ValueError: if it cannot be read or holds no PEM certificate.
+        ValueError: if the path is empty, cannot be read (a directory, no permission) or
+            holds no valid PEM certificate.
     """
     path = os.fspath(tls_cert_path)
+    if not path:
+        raise ValueError("TLS certificate path is empty")
     if not os.path.exists(path):
         raise FileNotFoundError(f"TLS certificate file not found: {path}")
     try:
@@ -81,7 +95,45 @@ def read_tls_root_certs(tls_cert_path: str | os.PathLike[str]) -> bytes:
         raise ValueError(f"cannot read TLS certificate file {path}: {exc.strerror or exc}") from None
     if b"-----BEGIN CERTIFICATE-----" not in data:
         raise ValueError(f"TLS certificate file {path} holds no PEM certificate")
+    try:
+        ssl.create_default_context(cadata=data.decode("ascii"))
+    except (UnicodeDecodeError, ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"TLS certificate file {path} holds an invalid PEM certificate: {exc}") from None
     return data
+
+
+_HANDSHAKE_REASON = re.compile(r"SSL_ERROR_SSL: error:[0-9A-Fa-f]+:SSL routines::([^.;]+)")
+
+
+def tls_failure(exc: BaseException, tls: bool, tls_cert_path: Optional[str] = None) -> Optional[tuple[bool, str]]:
+    """Explain a connection failure caused by a TLS mismatch between client and server.
+
+    Args:
+        exc: the error a Flight call raised (or its translation).
+        tls: True if the client used ``grpc+tls``.
+        tls_cert_path: the CA file the client trusts, for the message.
+
+    Returns:
+        None if ``exc`` is not a TLS problem, else ``(permanent, explanation)``:
+        ``permanent`` is True for a failed handshake (certificate not trusted, server
+        without TLS), which retrying cannot fix, and False for a plaintext client whose
+        connection the server closed (a TLS server does that; so may a server going down).
+    """
+    text = str(exc)
+    if tls and "handshake failed" in text.lower():
+        match = _HANDSHAKE_REASON.search(text)
+        reason = match.group(1).strip() if match else "handshake failed"
+        if "wrong version number" in reason or "packet length too long" in reason:
+            return True, "the server does not speak TLS (connect without a TLS certificate)"
+        if "certificate verify failed" in reason:
+            trusted = f"the CA in {tls_cert_path}" if tls_cert_path else "the system's CAs"
+            return True, f"the server's certificate is not trusted by {trusted} ({reason})"
+        return True, f"TLS handshake failed ({reason})"
+    if tls and "peer name" in text.lower():
+        return True, "the server's certificate is not valid for this host name"
+    if not tls and "socket closed" in text.lower():
+        return False, "the server closed the connection; it may require TLS (give the CA certificate to trust)"
+    return None
 
 
 class _ApiKeyMiddleware(flight.ClientMiddleware):
@@ -91,12 +143,28 @@ class _ApiKeyMiddleware(flight.ClientMiddleware):
     def sending_headers(self) -> dict[str, list[bytes]]:
         return {wire.API_KEY_HEADER: [self._header_value]}
 
+    def __repr__(self) -> str:
+        return "_ApiKeyMiddleware()"
+
 
 class ApiKeyMiddlewareFactory(flight.ClientMiddlewareFactory):
-    """Adds ``mosaico-api-key-token`` to every call made by a Flight client (§1)."""
+    """Adds ``mosaico-api-key-token`` to every call made by a Flight client (§1).
+
+    Surrounding whitespace (a newline read from a file) is removed from the key. Only
+    :attr:`fingerprint` (None for a key of another shape) is ever shown.
+
+    Raises:
+        ValueError: if the key is empty or holds characters a gRPC header cannot carry
+            (the message does not repeat the key).
+    """
 
     def __init__(self, api_key: str) -> None:
-        self.__api_key = api_key.encode("utf-8")
+        api_key = str(api_key).strip()
+        if not api_key:
+            raise ValueError("API key is empty")
+        if not all(0x20 <= ord(ch) < 0x7F for ch in api_key):
+            raise ValueError("API key holds characters other than printable ASCII")
+        self.__api_key = api_key.encode("ascii")
         self.fingerprint: Optional[str] = wire.api_key_fingerprint(api_key)
 
     def start_call(self, info: flight.CallInfo) -> flight.ClientMiddleware:
@@ -112,25 +180,33 @@ class SecurityConfig:
 
     Attributes:
         tls_root_certs: PEM bytes of the CA to trust, or None for plaintext ``grpc://``.
-        api_key_fingerprint: fingerprint of the key in use, or None.
+        api_key_fingerprint: fingerprint of the key in use, or None (no key, or a key
+            not of the form ``msco_<32>_<8 hex>``).
+        tls_cert_path: where ``tls_root_certs`` came from, for messages.
     """
 
-    tls_root_certs: Optional[bytes] = None
+    tls_root_certs: Optional[bytes] = field(default=None, repr=False)
     api_key_fingerprint: Optional[str] = None
     _middleware: list[flight.ClientMiddlewareFactory] = field(default_factory=list, repr=False)
+    tls_cert_path: Optional[str] = None
 
     @classmethod
     def create(cls, tls_cert_path: Optional[str] = None, api_key: Optional[str] = None) -> "SecurityConfig":
         """Build the layer from a CA path and an API key, either of them optional.
 
+        ``tls_cert_path=None`` means plaintext; an empty string is an error. An empty or
+        None ``api_key`` means no header.
+
         Raises:
             FileNotFoundError, ValueError: from :func:`read_tls_root_certs`.
+            ValueError: if the key holds characters a header cannot carry.
         """
-        certs = read_tls_root_certs(tls_cert_path) if tls_cert_path else None
-        if api_key:
+        path = os.fspath(tls_cert_path) if tls_cert_path is not None else None
+        certs = read_tls_root_certs(path) if path is not None else None
+        if api_key and str(api_key).strip():
             factory = ApiKeyMiddlewareFactory(api_key)
-            return cls(certs, factory.fingerprint, [factory])
-        return cls(certs, None, [])
+            return cls(certs, factory.fingerprint, [factory], tls_cert_path=path)
+        return cls(certs, None, [], tls_cert_path=path)
 
     @property
     def tls(self) -> bool:

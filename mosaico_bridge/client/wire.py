@@ -42,10 +42,26 @@ BATCH_SIZE_SHARE = 0.9
 API_KEY_RE = re.compile(r"^msco_([a-z0-9]{32})_([0-9a-f]{8})$")
 
 
+#: Shape of an API key fingerprint: 8 lowercase hex characters (§1).
+API_KEY_FINGERPRINT_RE = re.compile(r"^[0-9a-f]{8}$")
+
+
 def api_key_fingerprint(api_key: str) -> Optional[str]:
     """Return the 8-hex fingerprint that ends a well-formed API key, or None (§1)."""
     match = API_KEY_RE.match(api_key or "")
     return match.group(2) if match else None
+
+
+def make_api_key(secret: str, fingerprint: str) -> str:
+    """``msco_<secret>_<fingerprint>``: 32 lowercase alphanumerics, 8 hex (§1).
+
+    Raises:
+        WireError: if the parts do not have that shape (the message never holds the secret).
+    """
+    key = f"msco_{secret}_{fingerprint}"
+    if not API_KEY_RE.match(key):
+        raise WireError("an API key needs 32 lowercase alphanumerics and an 8-hex fingerprint")
+    return key
 
 
 def location(host: str, port: int, tls: bool) -> str:
@@ -222,7 +238,34 @@ def api_key_create_request(permission: str, description: str, expires_at_ns: Opt
 
 
 def api_key_fingerprint_request(fingerprint: str) -> dict[str, Any]:
+    """Body of ``api_key_status`` and ``api_key_revoke``: ``{"fingerprint": "<8 hex>"}``."""
     return {"fingerprint": fingerprint}
+
+
+def api_key_create_response(api_key: str) -> dict[str, Any]:
+    """Server side: the ``api_key_create`` reply ``{"api_key": "msco_..."}``; the only
+    message that ever carries a whole key."""
+    return {"api_key": api_key}
+
+
+def api_key_status_response(
+    fingerprint: str,
+    permission: str,
+    description: str,
+    created_at_ns: int,
+    expires_at_ns: Optional[int],
+    revoked: bool,
+) -> dict[str, Any]:
+    """Server side: the ``api_key_status`` reply; times in ns since the Unix epoch,
+    ``expires_at_ns`` None for a key that does not expire."""
+    return {
+        "fingerprint": fingerprint,
+        "permission": permission,
+        "description": description,
+        "created_at_ns": int(created_at_ns),
+        "expires_at_ns": int(expires_at_ns) if expires_at_ns is not None else None,
+        "revoked": bool(revoked),
+    }
 
 
 # Server side: required keys and JSON types of each request body (§2 table). ----------
@@ -242,6 +285,9 @@ _REQUEST_FIELDS: dict[str, dict[str, type]] = {
     Action.TOPIC_NOTIFICATION_CREATE: {"locator": str, "msg": str},
     Action.TOPIC_NOTIFICATION_LIST: {"locator": str},
     Action.TOPIC_NOTIFICATION_PURGE: {"locator": str},
+    Action.API_KEY_CREATE: {"permission": str},
+    Action.API_KEY_STATUS: {"fingerprint": str},
+    Action.API_KEY_REVOKE: {"fingerprint": str},
 }
 
 #: Optional request keys per action: JSON type and the value used when absent (§2).
@@ -250,6 +296,7 @@ _REQUEST_DEFAULTS: dict[str, dict[str, tuple[type, Any]]] = {
     Action.TOPIC_CREATE: {"user_metadata": (dict, dict)},
     Action.SEQUENCE_NOTIFICATION_CREATE: {"notification_type": (str, lambda: NOTIFICATION_ERROR)},
     Action.TOPIC_NOTIFICATION_CREATE: {"notification_type": (str, lambda: NOTIFICATION_ERROR)},
+    Action.API_KEY_CREATE: {"description": (str, str), "expires_at_ns": (int, lambda: None)},
 }
 
 

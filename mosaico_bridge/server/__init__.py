@@ -2,15 +2,23 @@
 
 ``MosaicoServer`` speaks the mosaicod 0.7 JSON dialect used by the SDK ``mosaicolabs``
 0.7.0; ``MosaicoStore`` keeps sequences, topics, data and notifications under a root
-directory.
+directory; ``ApiKeyStore`` keeps the salted hashes of the API keys beside them
+(``<root>/api_keys.json``).
 """
 
+from mosaico_bridge.server.auth import (
+    ApiKeyRecord,
+    ApiKeyStore,
+    AuthenticationFailed,
+    KeyStoreError,
+    Permission,
+    PermissionDenied,
+)
 from mosaico_bridge.server.flight_server import (
     ACTION_PERMISSIONS,
     CALL_PERMISSIONS,
     SERVER_VERSION,
     MosaicoServer,
-    Permission,
 )
 from mosaico_bridge.server.store import (
     AlreadyExists,
@@ -27,12 +35,17 @@ __all__ = [
     "CALL_PERMISSIONS",
     "SERVER_VERSION",
     "AlreadyExists",
+    "ApiKeyRecord",
+    "ApiKeyStore",
+    "AuthenticationFailed",
     "BadKey",
     "InvalidArgument",
+    "KeyStoreError",
     "Locked",
     "MosaicoServer",
     "MosaicoStore",
     "NotFound",
     "Permission",
+    "PermissionDenied",
     "StoreError",
 ]

@@ -12,15 +12,27 @@ Errors reach the client as :class:`pyarrow.flight.FlightServerError` with a one-
 message and the :class:`wire.ErrorKind` word in ``extra_info`` (see
 :func:`wire.error_kind`); no Python traceback is sent.
 
-Access control is not enforced yet: every call passes through
-:meth:`MosaicoServer._authorize` with the permission that
-:data:`ACTION_PERMISSIONS` / :data:`CALL_PERMISSIONS` require, and that method is a no-op.
+Access control (:mod:`mosaico_bridge.server.auth`): a server middleware reads the
+header ``mosaico-api-key-token`` of every call (§1), and every Flight call and every
+action passes through :meth:`MosaicoServer._authorize` with the permission that
+:data:`ACTION_PERMISSIONS` / :data:`CALL_PERMISSIONS` require. Each level includes the
+ones below it (read < write < delete < manage).
+
+* ``require_api_key=True``: every call needs a valid key of the required level. A
+  missing, malformed, unknown, revoked or expired key is refused with gRPC
+  UNAUTHENTICATED (``API key missing``, ``API key malformed``, ``API key f9010b9e
+  unknown`` / ``revoked`` / ``expired``); a valid key below the level with
+  PERMISSION_DENIED (``API key f9010b9e (read) lacks write permission for
+  sequence_create``). Messages and logs name a key by its fingerprint only.
+* ``require_api_key=False`` (passthrough, the default): the header is ignored and every
+  call is allowed, except the ``api_key_*`` actions, which still need a valid Manage key
+  (key management is never open; the first Manage key comes from
+  ``mosaico_server --bootstrap-key``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import os
 import threading
@@ -31,7 +43,16 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from mosaico_bridge.client import wire
-from mosaico_bridge.server.store import MosaicoStore, StoreError
+from mosaico_bridge.server.auth import (
+    ApiKeyRecord,
+    ApiKeyStore,
+    AuthenticationFailed,
+    KeyStoreError,
+    Permission,
+    PermissionDenied,
+    UnknownFingerprint,
+)
+from mosaico_bridge.server.store import InvalidArgument, MosaicoStore, NotFound, StoreError
 
 logger = logging.getLogger("mosaico_bridge.server")
 
@@ -46,13 +67,8 @@ DEFAULT_TARGET_ENCODE_MESSAGE_SIZE = 25 * 1024 * 1024
 DEFAULT_MAX_BATCH_ROWS = 8192
 
 
-class Permission(enum.IntEnum):
-    """Permission levels of API keys, each including the ones below it (§1)."""
-
-    READ = 1
-    WRITE = 2
-    DELETE = 3
-    MANAGE = 4
+#: Key of the API-key middleware in the server's middleware dict (``context.get_middleware``).
+AUTH_MIDDLEWARE = "mosaico_api_key"
 
 
 #: Permission each DoAction type requires (SDK 0.7.0 docstrings, §1).
@@ -76,15 +92,16 @@ ACTION_PERMISSIONS: dict[str, Permission] = {
     wire.Action.API_KEY_REVOKE: Permission.MANAGE,
 }
 
-#: Permission each Flight call requires; DoAction is checked per action type instead.
+#: Permission each Flight call requires; DoAction is checked per action type instead
+#: (an action this server does not know needs Read, so that only a valid key learns so).
 CALL_PERMISSIONS: dict[str, Permission] = {
     "ListFlights": Permission.READ,
     "GetFlightInfo": Permission.READ,
     "GetSchema": Permission.READ,
     "DoGet": Permission.READ,
     "ListActions": Permission.READ,
+    "DoExchange": Permission.READ,
     "DoPut": Permission.WRITE,
-    "DoExchange": Permission.MANAGE,
 }
 
 _ACTION_DESCRIPTIONS: dict[str, str] = {
@@ -102,7 +119,61 @@ _ACTION_DESCRIPTIONS: dict[str, str] = {
     wire.Action.TOPIC_NOTIFICATION_CREATE: "store a topic notification {locator, notification_type, msg}",
     wire.Action.TOPIC_NOTIFICATION_LIST: "list topic notifications {locator}",
     wire.Action.TOPIC_NOTIFICATION_PURGE: "delete topic notifications {locator}",
+    wire.Action.API_KEY_CREATE: "create an API key {permission, description, expires_at_ns?} -> {api_key}",
+    wire.Action.API_KEY_STATUS: "status of an API key {fingerprint} -> {fingerprint, permission, description, "
+    "created_at_ns, expires_at_ns, revoked}",
+    wire.Action.API_KEY_REVOKE: "revoke an API key {fingerprint}",
 }
+
+
+class _ApiKeyCall(flight.ServerMiddleware):
+    """Per-call middleware instance: the ``mosaico-api-key-token`` header as received.
+
+    Handlers reach it with ``context.get_middleware(AUTH_MIDDLEWARE)``. Its repr shows the
+    key's fingerprint only.
+    """
+
+    def __init__(self, api_key: Optional[str]) -> None:
+        self._api_key = api_key
+
+    @property
+    def api_key(self) -> Optional[str]:
+        """The key sent with the call, or None; never log it (use :attr:`fingerprint`)."""
+        return self._api_key
+
+    @property
+    def fingerprint(self) -> Optional[str]:
+        return wire.api_key_fingerprint(self._api_key) if self._api_key else None
+
+    def __repr__(self) -> str:
+        return f"_ApiKeyCall(fingerprint={self.fingerprint!r})"
+
+
+#: Stand-in for a call that carries several different keys: always "malformed".
+_SEVERAL_KEYS = "<several API keys>"
+
+
+class ApiKeyServerMiddlewareFactory(flight.ServerMiddlewareFactory):
+    """Reads the API-key header of each call into an :class:`_ApiKeyCall`.
+
+    GetSchema is checked here already (it needs Read): pyarrow 26 turns an error raised
+    inside ``get_schema`` into a generic error carrying a server traceback, while an
+    error raised from ``start_call`` reaches the client as a clean UNAUTHENTICATED.
+
+    Args:
+        check: ``check(api_key, required, call)``, raising a Flight error to refuse.
+    """
+
+    def __init__(self, check: Callable[[Optional[str], Permission, str], Optional[ApiKeyRecord]]) -> None:
+        self._check = check
+
+    def start_call(self, info: flight.CallInfo, headers: dict) -> _ApiKeyCall:
+        values = headers.get(wire.API_KEY_HEADER) or []
+        keys = {v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values}
+        api_key = None if not keys else keys.pop() if len(keys) == 1 else _SEVERAL_KEYS
+        if info.method == flight.FlightMethod.GET_SCHEMA:
+            self._check(api_key, CALL_PERMISSIONS["GetSchema"], "GetSchema")
+        return _ApiKeyCall(api_key)
 
 
 def _flight_error(kind: str, message: str) -> flight.FlightServerError:
@@ -140,8 +211,12 @@ class MosaicoServer(flight.FlightServerBase):
             Announced by ``info`` as ``grpc_max_decode_message_size``; the SDK sizes its
             DoPut batches to 90 % of it (§1). pyarrow does not let us set gRPC's own
             receive limit (it leaves it unlimited), so the server checks each message itself.
-        tls_certificates: list of ``(cert_pem, key_pem)`` pairs; enables ``grpc+tls``.
-        middleware: server middleware factories, passed to FlightServerBase.
+        tls_certificates: list of ``(cert_pem, key_pem)`` pairs (PEM bytes, or
+            :class:`pyarrow.flight.CertKeyPair`); enables ``grpc+tls``.
+        require_api_key: refuse calls without a valid API key of the level each call
+            needs; False (default) is passthrough mode (see the module docstring).
+        middleware: more server middleware factories, passed to FlightServerBase (the key
+            ``mosaico_api_key`` is taken by the API-key middleware).
         max_encode_message_size: announced ``grpc_max_encode_message_size`` in bytes
             (default: ``max_decode_message_size``).
         target_encode_message_size: DoGet batch size target in bytes (default 25 MiB,
@@ -162,6 +237,7 @@ class MosaicoServer(flight.FlightServerBase):
         *,
         max_decode_message_size: int = DEFAULT_MAX_DECODE_MESSAGE_SIZE,
         tls_certificates: Optional[list] = None,
+        require_api_key: bool = False,
         middleware: Optional[dict] = None,
         max_encode_message_size: Optional[int] = None,
         target_encode_message_size: int = DEFAULT_TARGET_ENCODE_MESSAGE_SIZE,
@@ -172,6 +248,8 @@ class MosaicoServer(flight.FlightServerBase):
         if int(max_batch_rows) <= 0 or int(target_encode_message_size) <= 0:
             raise ValueError("max_batch_rows and target_encode_message_size must be positive")
         self._store = root if isinstance(root, MosaicoStore) else MosaicoStore(root)
+        self._keys = ApiKeyStore(self._store.root)
+        self._require_api_key = bool(require_api_key)
         self._host = host
         self._tls = bool(tls_certificates)
         self._max_decode = int(max_decode_message_size)
@@ -196,13 +274,27 @@ class MosaicoServer(flight.FlightServerBase):
             wire.Action.TOPIC_NOTIFICATION_CREATE: self._act_topic_notification_create,
             wire.Action.TOPIC_NOTIFICATION_LIST: self._act_topic_notification_list,
             wire.Action.TOPIC_NOTIFICATION_PURGE: self._act_topic_notification_purge,
+            wire.Action.API_KEY_CREATE: self._act_api_key_create,
+            wire.Action.API_KEY_STATUS: self._act_api_key_status,
+            wire.Action.API_KEY_REVOKE: self._act_api_key_revoke,
         }
+        if tls_certificates:
+            tls_certificates = [
+                pair if isinstance(pair, flight.CertKeyPair) else flight.CertKeyPair(*pair) for pair in tls_certificates
+            ]
+        all_middleware = dict(middleware or {})
+        all_middleware[AUTH_MIDDLEWARE] = ApiKeyServerMiddlewareFactory(self._check)
         super().__init__(
             wire.location(host, int(port), self._tls),
             tls_certificates=tls_certificates,
-            middleware=middleware,
+            middleware=all_middleware,
         )
-        logger.info("Mosaico server on %s serving the store %s", self.location, self._store.root)
+        logger.info(
+            "Mosaico server on %s serving the store %s (API keys %s)",
+            self.location,
+            self._store.root,
+            "required" if self._require_api_key else "not required: passthrough",
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -226,6 +318,21 @@ class MosaicoServer(flight.FlightServerBase):
         return wire.location(self._host, self.port, self._tls)
 
     @property
+    def api_keys(self) -> ApiKeyStore:
+        """The API keys of this server (``<root>/api_keys.json``)."""
+        return self._keys
+
+    @property
+    def require_api_key(self) -> bool:
+        """True if every call needs a valid API key; False in passthrough mode."""
+        return self._require_api_key
+
+    @property
+    def tls(self) -> bool:
+        """True if the server speaks ``grpc+tls``."""
+        return self._tls
+
+    @property
     def max_decode_message_size(self) -> int:
         """Largest accepted record batch / action body, in bytes."""
         return self._max_decode
@@ -242,7 +349,9 @@ class MosaicoServer(flight.FlightServerBase):
     ) -> "MosaicoServer":
         """Start a server with a daemon serving thread; return once it answers ``info``.
 
-        ``timeout`` bounds the wait, in seconds. Other keywords go to the constructor.
+        ``timeout`` bounds the wait, in seconds. Other keywords go to the constructor
+        (``tls_certificates=[(cert_pem, key_pem)]``, ``require_api_key=True`` ...); a
+        server that refuses the probe for want of an API key counts as up.
 
         Raises:
             TimeoutError: if the server does not answer within ``timeout``.
@@ -312,26 +421,54 @@ class MosaicoServer(flight.FlightServerBase):
 
     # ------------------------------------------------------------------ access control
 
-    def _authorize(self, context: flight.ServerCallContext, required: Permission) -> None:
-        """Check that the caller holds ``required``; a no-op until API keys exist.
+    def _check(self, api_key: Optional[str], required: Permission, call: str) -> Optional[ApiKeyRecord]:
+        """Check that ``api_key`` may perform ``call``, which needs ``required``.
 
-        Every Flight call and every action goes through here first.
+        Returns:
+            the key's record, or None when passthrough mode lets the call through unchecked.
+        Raises:
+            pyarrow.flight.FlightUnauthenticatedError: key missing, malformed, unknown,
+                revoked or expired.
+            pyarrow.flight.FlightUnauthorizedError: valid key below ``required``
+                (gRPC PERMISSION_DENIED).
+            pyarrow.flight.FlightServerError: the keys file cannot be read.
         """
-        return None
+        if not self._require_api_key and required < Permission.MANAGE:
+            return None
+        try:
+            return self._keys.authorize(api_key, required, call)
+        except AuthenticationFailed as exc:
+            logger.info("%s refused: %s", call, exc)
+            raise flight.FlightUnauthenticatedError(str(exc)) from None
+        except PermissionDenied as exc:
+            logger.info("%s refused: %s", call, exc)
+            raise flight.FlightUnauthorizedError(str(exc)) from None
+        except KeyStoreError as exc:
+            logger.error("%s refused: %s", call, exc)
+            raise _flight_error(wire.ErrorKind.INTERNAL, "the server cannot read its API keys") from None
+
+    def _authorize(self, context: flight.ServerCallContext, required: Permission, call: str) -> Optional[ApiKeyRecord]:
+        """Check that the caller of ``call`` holds ``required`` (see :meth:`_check`).
+
+        Every Flight call and every action goes through here first; the key comes from
+        the API-key middleware (``context.get_middleware(AUTH_MIDDLEWARE)``).
+        """
+        middleware = context.get_middleware(AUTH_MIDDLEWARE)
+        return self._check(middleware.api_key if middleware is not None else None, required, call)
 
     # ------------------------------------------------------------------ DoAction
 
     def list_actions(self, context):
-        self._authorize(context, CALL_PERMISSIONS["ListActions"])
+        self._authorize(context, CALL_PERMISSIONS["ListActions"], "ListActions")
         return [(name, text) for name, text in _ACTION_DESCRIPTIONS.items()]
 
     def do_action(self, context, action):
         name = action.type
         with _translated(f"DoAction {name}"):
             required = ACTION_PERMISSIONS.get(name)
+            self._authorize(context, required or Permission.READ, name if required else "DoAction")
             if required is None:
                 raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, f"unknown action `{name}`")
-            self._authorize(context, required)
             handler = self._actions.get(name)
             if handler is None:
                 raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, f"action `{name}` is not supported by this server")
@@ -410,6 +547,41 @@ class MosaicoServer(flight.FlightServerBase):
         self._store.purge_topic_notifications(payload["locator"])
         return None
 
+    # API keys: the handlers run after _authorize has checked for a Manage key.
+
+    @staticmethod
+    def _fingerprint_arg(payload: dict) -> str:
+        fingerprint = payload["fingerprint"]
+        if not wire.API_KEY_FINGERPRINT_RE.match(fingerprint):
+            # never echo the value: it may be a whole key sent by mistake
+            raise InvalidArgument("fingerprint must be 8 lowercase hex characters")
+        return fingerprint
+
+    def _act_api_key_create(self, payload: dict) -> dict:
+        try:
+            permission = Permission.from_wire(payload["permission"])
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        expires_at_ns = payload["expires_at_ns"]
+        if isinstance(expires_at_ns, bool):
+            raise InvalidArgument("expires_at_ns must be an integer number of nanoseconds")
+        api_key, _record = self._keys.create(permission, payload["description"], expires_at_ns)
+        return wire.api_key_create_response(api_key)
+
+    def _act_api_key_status(self, payload: dict) -> dict:
+        try:
+            record = self._keys.get(self._fingerprint_arg(payload))
+        except UnknownFingerprint as exc:
+            raise NotFound(str(exc)) from None
+        return wire.api_key_status_response(**record.status())
+
+    def _act_api_key_revoke(self, payload: dict) -> None:
+        try:
+            self._keys.revoke(self._fingerprint_arg(payload))
+        except UnknownFingerprint as exc:
+            raise NotFound(str(exc)) from None
+        return None
+
     # ------------------------------------------------------------------ read path (§4)
 
     def _sequence_metadata(self, name: str) -> tuple[Any, bytes]:
@@ -452,7 +624,7 @@ class MosaicoServer(flight.FlightServerBase):
 
     def list_flights(self, context, criteria):
         with _translated("ListFlights"):
-            self._authorize(context, CALL_PERMISSIONS["ListFlights"])
+            self._authorize(context, CALL_PERMISSIONS["ListFlights"], "ListFlights")
             infos = []
             for name in self._store.sequence_names():
                 try:
@@ -475,7 +647,7 @@ class MosaicoServer(flight.FlightServerBase):
 
     def get_flight_info(self, context, descriptor):
         with _translated("GetFlightInfo"):
-            self._authorize(context, CALL_PERMISSIONS["GetFlightInfo"])
+            self._authorize(context, CALL_PERMISSIONS["GetFlightInfo"], "GetFlightInfo")
             cmd = wire.parse_command(descriptor)
             if "/" not in cmd.resource_locator:
                 seq, meta = self._sequence_metadata(cmd.resource_locator)
@@ -499,7 +671,7 @@ class MosaicoServer(flight.FlightServerBase):
         # error ("Unknown error: <message>. Detail: Python exception: ..."), unlike the
         # other calls; the message still comes first.
         with _translated("GetSchema"):
-            self._authorize(context, CALL_PERMISSIONS["GetSchema"])
+            self._authorize(context, CALL_PERMISSIONS["GetSchema"], "GetSchema")
             cmd = wire.parse_command(descriptor)
             if "/" not in cmd.resource_locator:
                 raise _flight_error(
@@ -509,7 +681,7 @@ class MosaicoServer(flight.FlightServerBase):
 
     def do_get(self, context, ticket):
         with _translated("DoGet"):
-            self._authorize(context, CALL_PERMISSIONS["DoGet"])
+            self._authorize(context, CALL_PERMISSIONS["DoGet"], "DoGet")
             cmd = wire.parse_ticket(ticket)
             if "/" not in cmd.resource_locator:
                 raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, "DoGet ticket must name a topic `sequence/topic`")
@@ -528,14 +700,14 @@ class MosaicoServer(flight.FlightServerBase):
             yield from batches
 
     def do_exchange(self, context, descriptor, reader, writer):
-        self._authorize(context, CALL_PERMISSIONS["DoExchange"])
+        self._authorize(context, CALL_PERMISSIONS["DoExchange"], "DoExchange")
         raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, "DoExchange is not supported by this server")
 
     # ------------------------------------------------------------------ write path (§3)
 
     def do_put(self, context, descriptor, reader, writer):
         with _translated("DoPut"):
-            self._authorize(context, CALL_PERMISSIONS["DoPut"])
+            self._authorize(context, CALL_PERMISSIONS["DoPut"], "DoPut")
             cmd = wire.parse_command(descriptor)
             if "/" not in cmd.resource_locator:
                 raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, "DoPut descriptor must name a topic `sequence/topic`")
