@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 import signal
+import time
 
 import pytest
 import yaml
@@ -289,3 +290,68 @@ def test_launch_file():
     description = module.generate_launch_description()
     names = [getattr(e, "name", None) for e in description.entities]
     assert {"params_file", "namespace", "autostart"} <= set(names)
+
+
+@pytest.fixture
+def keyed_server(tmp_path):
+    """An embedded server that requires API keys; yields (server, manage_key)."""
+    from mosaico_bridge.server import MosaicoServer
+    from mosaico_bridge.server.auth import Permission
+
+    srv = MosaicoServer.start_background(tmp_path / "keyed", host="127.0.0.1", port=0, require_api_key=True)
+    manage, _record = srv.api_keys.create(Permission.MANAGE, "test admin")
+    try:
+        yield srv, manage
+    finally:
+        srv.stop(timeout=30)
+
+
+def test_refused_key_at_configure_is_failure_with_a_clear_line(keyed_server, procs):
+    srv, manage = keyed_server
+    from mosaico_bridge.client import APIKeyPermissionEnum, MosaicoClient
+
+    with MosaicoClient.connect("127.0.0.1", srv.port, api_key=manage) as admin:
+        key = admin.api_key_create(APIKeyPermissionEnum.Write, "bridge")
+        fingerprint = admin.api_key_status(key).fingerprint
+        admin.api_key_revoke(fingerprint)
+    bridge = procs.bridge(host="127.0.0.1", port=srv.port, api_key=key)
+    driver = procs.agent("driver")
+    assert driver.ask("transition", node=NODE, transition="configure") == {"success": False, "state": "unconfigured"}
+    line = bridge.wait_log(r"configure failed: .*").group(0)
+    assert fingerprint in line and "revoked" in line
+    assert key not in bridge.log() and key.split("_")[1] not in bridge.log()
+
+
+@pytest.mark.parametrize("policy", ["report", "delete"])
+def test_key_revoked_while_active_fails_cleanly(keyed_server, procs, policy):
+    """After revocation the bridge's next call (topic_create for a new topic) is refused:
+    the node logs which key, applies on_error, and ends unconfigured; the key never shows."""
+    srv, manage = keyed_server
+    from mosaico_bridge.client import APIKeyPermissionEnum, MosaicoClient
+
+    with MosaicoClient.connect("127.0.0.1", srv.port, api_key=manage) as admin:
+        key = admin.api_key_create(APIKeyPermissionEnum.Write, "bridge")
+        fingerprint = admin.api_key_status(key).fingerprint
+        bridge = procs.bridge(host="127.0.0.1", port=srv.port, api_key=key, sequence_name=f"revoked_{policy}",
+                              topics=["/fix", "/late"], on_error=policy)
+        driver, publisher = procs.agent("driver"), procs.agent("publisher")
+        assert driver.ask("transition", node=NODE, transition="configure")["success"]
+        assert fingerprint in bridge.log()
+        assert driver.ask("transition", node=NODE, transition="activate")["success"]
+        sent = publisher.ask("replay", bag=str(shared_bag(HUSKY)), topics=["/fix"], rate=2000)["published"]
+        driver.ask("wait_received", node="mosaico_bridge", counts=sent, timeout=60)
+        admin.api_key_revoke(fingerprint)
+        publisher.ask("advertise", topic="/late", type="std_msgs/msg/String")  # the next call: topic_create
+        bridge.wait_log(rf"API key {fingerprint} revoked", timeout=30)
+        bridge.wait_log(r"error while active", timeout=30)
+        deadline = time.monotonic() + 30
+        while (state := driver.ask("state", node=NODE)["state"]) != "unconfigured" and time.monotonic() < deadline:
+            pass
+        assert state == "unconfigured"
+        log = bridge.log()
+        assert "Traceback" in log
+        assert key not in log and key.split("_")[1] not in log
+        # the sequence stays as it was when the key was revoked: the policy's own calls are refused too,
+        # and the node says so instead of hiding it
+        assert re.search(r"(topic_notification_create|session_delete|sequence_notification_create) failed", log)
+        assert f"revoked_{policy}" in admin.list_sequences()
