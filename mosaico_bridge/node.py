@@ -197,7 +197,8 @@ class BridgeNode(LifecycleNode):
         self.writer = writer
         self.sessions += 1
         self.topic_writers = {}
-        self.source = LiveSource(self, cfg.topic_filter, self._on_new_topic, cfg.qos_overrides)
+        self.source = LiveSource(self, cfg.topic_filter, self._on_new_topic, cfg.qos_overrides,
+                                 info=self.get_logger().info)
         self.source.start()
         self._timers = [
             self.create_timer(cfg.discovery_period_s, self._safe(self._discover)),
@@ -301,8 +302,7 @@ class BridgeNode(LifecycleNode):
 
     def _discover(self) -> None:
         if self.source is not None:
-            for topic in self.source.discover():
-                self.get_logger().info(f"recording new topic {topic}")
+            self.source.discover()
 
     def _periodic_flush(self) -> None:
         if self.source is not None and self.source.pump_error is not None:

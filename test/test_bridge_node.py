@@ -355,3 +355,20 @@ def test_key_revoked_while_active_fails_cleanly(keyed_server, procs, policy):
         # and the node says so instead of hiding it
         assert re.search(r"(topic_notification_create|session_delete|sequence_notification_create) failed", log)
         assert f"revoked_{policy}" in admin.list_sequences()
+
+
+def test_latched_transient_local_sample_published_before_activation_is_recorded(server, procs):
+    from mosaico_bridge.client import MosaicoClient
+
+    publisher = procs.agent("publisher")
+    publisher.ask("latch", topic="/map_info", data="latched before the bridge existed")
+    bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="latched", topics=["/map_info"])
+    driver = procs.agent("driver")
+    assert driver.ask("transition", node=NODE, transition="configure")["success"]
+    assert driver.ask("transition", node=NODE, transition="activate")["success"]
+    driver.ask("wait_received", node="mosaico_bridge", counts={"/map_info": 1}, timeout=30)
+    assert driver.ask("transition", node=NODE, transition="deactivate")["success"]
+    assert "TRANSIENT_LOCAL" in bridge.log()
+    with MosaicoClient.connect("127.0.0.1", server.port) as client:
+        table = client.topic_handler("latched", "/map_info").read()
+        assert table.column("data").to_pylist() == ["latched before the bridge existed"]

@@ -156,6 +156,7 @@ class LiveSource:
             topic; returns a sink ``sink(timestamp_ns, serialized, receive_mono_ns)`` or None
             to skip the topic.
         qos_overrides: ``{topic: QosOverride}``.
+        info: where to report subscriptions and skipped topics (default: this module's logger).
     """
 
     def __init__(
@@ -164,8 +165,10 @@ class LiveSource:
         topic_filter: TopicFilter,
         on_topic: Callable[[str, str], Optional[Callable[[int, bytes, int], None]]],
         qos_overrides: Optional[dict] = None,
+        info: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.node = node
+        self._info = info or log.info
         self.topic_filter = topic_filter
         self.on_topic = on_topic
         self.qos_overrides = qos_overrides or {}
@@ -229,14 +232,14 @@ class LiveSource:
                 continue
             if len(types) != 1:
                 self.skipped[topic] = f"several types: {', '.join(types)}"
-                log.warning("topic %s skipped: %s", topic, self.skipped[topic])
+                self._info(f"topic {topic} skipped: {self.skipped[topic]}")
                 continue
             msgtype = types[0]
             try:
                 cls = message_class(msgtype)
             except LookupError as exc:
                 self.skipped[topic] = str(exc)
-                log.warning("topic %s skipped: %s", topic, exc)
+                self._info(f"topic {topic} skipped: {exc}")
                 continue
             sink = self.on_topic(topic, msgtype)
             if sink is None:
@@ -248,7 +251,7 @@ class LiveSource:
             self._subs[topic] = self.node.create_subscription(
                 cls, topic, self._callback_for(topic), qos, raw=True
             )
-            log.info("subscribed to %s [%s] (%s, %s)", topic, msgtype, qos.reliability.name, qos.durability.name)
+            self._info(f"recording {topic} [{msgtype}] ({qos.reliability.name}, {qos.durability.name}, {qos.history.name})")
             new.append(topic)
         return new
 

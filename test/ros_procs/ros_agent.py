@@ -16,6 +16,8 @@ Commands:
   {"cmd": "images", "topic": t, "hz": 30, "seconds": 10, "width": 1920, "height": 1080}
       -> {"published": n, "failed": k, "sha1": [hex per frame published]}
   {"cmd": "advertise", "topic": t, "type": "pkg/msg/Name"} -> {"advertised": t}
+  {"cmd": "latch", "topic": t, "data": "text"} -> {"latched": t}
+      (a transient-local std_msgs/String publisher that publishes once and stays alive)
   {"cmd": "quit"}
 """
 
@@ -148,7 +150,9 @@ class Agent(Node):
         import numpy as np
         from sensor_msgs.msg import Image
 
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        # KEEP_ALL: a sample the subscriber has not acknowledged yet is never overwritten, so
+        # every frame published reaches the bridge; what the bridge then does is under test.
+        qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
         pub = self.create_publisher(Image, topic, qos)
         self.wait_subscribers({topic: pub})
         base = np.arange(width * height * 3, dtype=np.uint32).astype(np.uint8)
@@ -232,6 +236,15 @@ def main() -> int:
                 cls = getattr(importlib.import_module(f"{pkg}.msg"), name)
                 agent.keep = getattr(agent, "keep", []) + [agent.create_publisher(cls, req["topic"], 10)]
                 out = {"advertised": req["topic"]}
+            elif cmd == "latch":
+                from std_msgs.msg import String
+
+                qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+                pub = agent.create_publisher(String, req["topic"], qos)
+                pub.publish(String(data=req["data"]))
+                agent.keep = getattr(agent, "keep", []) + [pub]
+                out = {"latched": req["topic"]}
             elif cmd == "images":
                 out = agent.images(req["topic"], req["hz"], req["seconds"], req["width"], req["height"])
             else:
