@@ -1,0 +1,206 @@
+"""Our MosaicoClient against the embedded server: factory, with-only writer, data-layer
+striping, batch limits, handlers and their caches, notifications, deletes."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from rosbags.typesys import Stores, get_typestore
+
+from mosaico_bridge.client import (
+    MosaicoClient,
+    NotFoundError,
+    SequenceHandler,
+    ServerRefusedError,
+    SessionLevelErrorPolicy,
+)
+from mosaico_bridge.conversion import make_converter
+from mosaico_bridge.server import MosaicoServer
+
+TS = get_typestore(Stores.ROS2_KILTED)
+
+
+def string_cdr(text: str) -> bytes:
+    return bytes(TS.serialize_cdr(TS.types["std_msgs/msg/String"](data=text), "std_msgs/msg/String"))
+
+
+class PeerRecordingServer(MosaicoServer):
+    """Records, per DoPut, the client's peer address and the IPC size of every record batch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.puts: list[tuple[str, str, list[int]]] = []
+        self.action_peers: set[str] = set()
+        self._rec = threading.Lock()
+
+    def do_action(self, context, action):
+        with self._rec:
+            self.action_peers.add(context.peer())
+        return super().do_action(context, action)
+
+    def do_put(self, context, descriptor, reader, writer):
+        sizes: list[int] = []
+        outer = self
+
+        class Recorder:
+            schema = reader.schema
+
+            def read_chunk(self):
+                chunk = reader.read_chunk()
+                if chunk.data is not None:
+                    sizes.append(pa.ipc.get_record_batch_size(chunk.data))
+                return chunk
+
+            def __getattr__(self, name):
+                return getattr(reader, name)
+
+        with outer._rec:
+            outer.puts.append((context.peer(), descriptor.command.decode(), sizes))
+        return super().do_put(context, descriptor, Recorder(), writer)
+
+
+@pytest.fixture
+def rec_server(tmp_path):
+    srv = PeerRecordingServer(tmp_path / "rec", host="127.0.0.1", port=0, max_decode_message_size=64 * 1024)
+    thread = threading.Thread(target=srv.serve, daemon=True)
+    thread.start()
+    yield srv
+    srv.stop(timeout=30)
+
+
+def test_direct_construction_is_refused():
+    with pytest.raises(RuntimeError, match="connect"):
+        MosaicoClient(host="h", port=1, timeout=1, control=None, pool=None, processing=None, security=None, info=None)
+
+
+def test_sequence_writer_only_inside_with(client):
+    writer = client.sequence_create("outside", {})
+    with pytest.raises(RuntimeError, match="with"):
+        writer.topic_create("/a", {}, make_converter("std_msgs/msg/String", TS))
+    with pytest.raises(RuntimeError, match="with"):
+        writer.flush()
+    assert "outside" not in client.list_sequences()  # nothing was created
+
+
+@pytest.mark.parametrize("name", ["", "bad name", "_x", "a/b", "é"])
+def test_invalid_sequence_name_raises_before_any_call(client, name):
+    with pytest.raises(ValueError, match="invalid sequence name"):
+        client.sequence_create(name, {})
+
+
+def test_topics_are_striped_round_robin_over_the_data_connections(rec_server):
+    with MosaicoClient.connect("127.0.0.1", rec_server.port, data_connections=4) as c:
+        with c.sequence_create("striped", {}) as seq:
+            conv = make_converter("std_msgs/msg/String", TS)
+            for i in range(8):
+                w = seq.topic_create(f"/t{i}", {}, conv)
+                w.push(1_000 + i, string_cdr(f"m{i}"))
+    peers = [peer for peer, _cmd, _sizes in rec_server.puts]
+    assert len(peers) == 8
+    assert len(set(peers)) == 4  # four data connections ...
+    assert peers[:4] == peers[4:]  # ... used in turn
+    assert not set(peers) & rec_server.action_peers  # control traffic has its own connection
+
+
+def test_batches_never_exceed_the_servers_limit(rec_server):
+    limit = int(0.9 * 64 * 1024)
+    with MosaicoClient.connect("127.0.0.1", rec_server.port) as c:
+        assert c.max_batch_size_bytes == limit
+        with c.sequence_create("limited", {}) as seq:
+            w = seq.topic_create("/text", {}, make_converter("std_msgs/msg/String", TS))
+            for i in range(3000):
+                w.push(i, string_cdr("x" * (i % 97) + str(i)))
+            big = seq.topic_create("/big", {}, make_converter("std_msgs/msg/String", TS))
+            big.push(1, string_cdr("y" * 100))
+            big.push(2, string_cdr("z" * (limit + 10)))  # one row above the limit: dropped and reported
+            big.push(3, string_cdr("w" * 100))
+        assert w.stats.written == 3000 and w.stats.dropped == 0
+        assert big.stats.written == 2 and big.stats.dropped == 1
+        notes = c.list_topic_notifications("limited", "/big")
+        assert any("exceeds" in n.message for n in notes)
+        assert c.topic_handler("limited", "/text").read().num_rows == 3000
+    sizes = [s for _peer, _cmd, batch_sizes in rec_server.puts for s in batch_sizes]
+    assert len(sizes) > 3 and max(sizes) <= limit
+
+
+def test_max_batch_size_records(client):
+    with client.sequence_create("by_rows", {}, max_batch_size_records=100) as seq:
+        w = seq.topic_create("/t", {}, make_converter("std_msgs/msg/String", TS))
+        for i in range(1050):
+            w.push(i, string_cdr(str(i)))
+    assert w.stats.written == 1050 and w.stats.batches == 11
+
+
+def test_handlers_metadata_data_and_caches(client):
+    conv = make_converter("std_msgs/msg/String", TS)
+    with client.sequence_create("handled", {"robot": "r2", "run": 3}) as seq:
+        w = seq.topic_create("/chat", {"note": "hi"}, conv)
+        for i in range(10):
+            w.push(10 + i, string_cdr(f"m{i}"))
+    seqh = client.sequence_handler("handled")
+    assert isinstance(seqh, SequenceHandler)
+    assert seqh.user_metadata == {"robot": "r2", "run": 3}
+    assert seqh.topics == ["/chat"] and len(seqh.sessions) == 1 and seqh.sessions[0].locked
+    assert (seqh.timestamp_ns_min, seqh.timestamp_ns_max) == (10, 19)
+    th = client.topic_handler("handled", "/chat")
+    assert th is client.topic_handler("handled", "chat")  # cached, same locator
+    assert th.ontology_tag == "String" and th.locked and th.row_count == 10
+    assert th.user_metadata["note"] == "hi"
+    assert th.read().column("data").to_pylist() == [f"m{i}" for i in range(10)]
+    assert th.read(12, 15).column("timestamp_ns").to_pylist() == [12, 13, 14]
+    client.clear_topic_handlers_cache()
+    assert client.topic_handler("handled", "/chat") is not th
+    assert client.sequence_handler("nope") is None and client.topic_handler("handled", "/nope") is None
+    assert client.version() == client.info().version
+
+
+def test_second_session_delete_and_notifications(client):
+    conv = make_converter("std_msgs/msg/String", TS)
+    with client.sequence_create("multi", {}) as seq:
+        seq.topic_create("/a", {}, conv).push(1, string_cdr("a"))
+    with pytest.raises(ZeroDivisionError):
+        with client.sequence_update("multi", on_error=SessionLevelErrorPolicy.Report) as upd:
+            upd.topic_create("/b", {}, conv).push(2, string_cdr("b"))
+            1 / 0
+    client.clear_sequence_handlers_cache()
+    handler = client.sequence_handler("multi")
+    assert handler.topics == ["/a", "/b"] and len(handler.sessions) == 2
+    # Report kept the data received before the error and stored notifications
+    assert client.topic_handler("multi", "/b").read().column("data").to_pylist() == ["b"]
+    notes = client.list_sequence_notifications("multi")
+    assert notes and "ZeroDivisionError" in notes[0].message
+    assert client.list_topic_notifications("multi", "/b")
+    client.clear_sequence_notifications("multi")
+    client.clear_topic_notifications("multi", "/b")
+    assert client.list_sequence_notifications("multi") == []
+    assert client.list_topic_notifications("multi", "/b") == []
+    # the reported session is not locked: it can be deleted alone
+    reported = [s for s in handler.sessions if not s.locked]
+    assert len(reported) == 1
+    client.session_delete(reported[0].locator)
+    assert client.sequence_handler("multi").topics == ["/a"]
+    client.sequence_delete("multi")
+    assert "multi" not in client.list_sequences()
+    with pytest.raises((NotFoundError, ServerRefusedError)):
+        client.sequence_delete("multi")
+
+
+def test_delete_policy_removes_the_sequence(client):
+    with pytest.raises(KeyError):
+        with client.sequence_create("doomed", {}, on_error="delete") as seq:
+            seq.topic_create("/a", {}, make_converter("std_msgs/msg/String", TS)).push(1, string_cdr("a"))
+            raise KeyError("boom")
+    assert "doomed" not in client.list_sequences()
+
+
+def test_push_batch_checks_the_schema(client):
+    conv = make_converter("std_msgs/msg/String", TS)
+    with client.sequence_create("arrow_in", {}) as seq:
+        w = seq.topic_create("/s", {}, schema=conv.schema, ontology_tag="String")
+        w.push_batch(conv.convert([5, 6], [string_cdr("p"), string_cdr("q")]))
+        with pytest.raises(ValueError, match="schema"):
+            w.push_batch(pa.record_batch({"timestamp_ns": pa.array(np.array([1]), pa.int64())}))
+    assert client.topic_handler("arrow_in", "/s").read().column("data").to_pylist() == ["p", "q"]
