@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,15 +56,38 @@ def bag_stats(bag: Path) -> tuple[int, int]:
 
 
 def run_child(cmd: list[str]) -> tuple[float, float, float]:
-    """Run a command; return (wall s, CPU s, peak RSS MiB) of that child alone."""
+    """Run a command; return (wall s, CPU s, peak RSS MiB) of that child alone.
+
+    Peak RSS is the child's own VmHWM, polled every 20 ms from /proc (``ru_maxrss`` of
+    a forked child would include this benchmark's memory at fork time).
+    """
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    peak = [0]
+
+    def poll() -> None:
+        status = Path(f"/proc/{proc.pid}/status")
+        while True:
+            try:
+                text = status.read_text()
+            except OSError:
+                return
+            if "VmHWM" not in text:  # zombie: exited
+                return
+            for line in text.splitlines():
+                if line.startswith("VmHWM:"):
+                    peak[0] = max(peak[0], int(line.split()[1]))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    watcher.join(timeout=1)
     err = proc.stderr.read().decode() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, peak[0] / 1024
 
 
 def ours_cmd(bag: Path, port: int, seq: str) -> list[str]:
