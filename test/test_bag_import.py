@@ -26,6 +26,15 @@ KNOWN_TAGS = {
     "tf/msg/tfMessage": "FrameTransform",
     "std_msgs/msg/String": "String",
 }
+# Every other type takes the generic layout, tagged with its type name (prefixed with the
+# package where the name is an ontology tag of its own, e.g. turtlesim's Pose).
+GENERIC_TAGS = {
+    "rosgraph_msgs/msg/Log": "Log",
+    "turtlesim/msg/Color": "Color",
+    "turtlesim/msg/Pose": "turtlesim_Pose",
+    "test_msgs/msg/Arrays": "Arrays",
+    "test_msgs/msg/BasicTypes": "BasicTypes",
+}
 
 
 def bag_messages(path):
@@ -79,8 +88,7 @@ def test_shared_bag_imports_and_sdk_reads_it_back(rel, imported):
         assert len(seq.topics) == len(expected)
         for topic, (msgtype, count) in expected.items():
             th, msgs = sdk_messages(sdk, sequence, topic)
-            if msgtype in KNOWN_TAGS:
-                assert th.ontology_tag == KNOWN_TAGS[msgtype], topic
+            assert th.ontology_tag == {**KNOWN_TAGS, **GENERIC_TAGS}[msgtype], topic
             assert len(msgs) == count == len(bag[topic]), topic
             got = [m.timestamp_ns for m in msgs]
             assert got == sorted(got), f"{topic}: not in timestamp order"
