@@ -2,7 +2,9 @@
 """Baseline for bench_live.py: a bare rclpy subscriber (SingleThreadedExecutor, raw=True,
 the same QoS the bridge takes: reliable, KEEP_ALL) that only counts messages.
 
-    bare_sub.py pkg/msg/Name TOPIC [TOPIC ...]
+    bare_sub.py [--events] pkg/msg/Name TOPIC [TOPIC ...]
+
+``--events`` spins rclpy's EventsExecutor (what the bridge uses) instead of spin_once.
 
 Runs until SIGINT/SIGTERM, then prints {"received": {topic: n}}.
 """
@@ -20,7 +22,11 @@ from rclpy.signals import SignalHandlerOptions
 
 
 def main() -> int:
-    msgtype, topics = sys.argv[1], sys.argv[2:]
+    args = sys.argv[1:]
+    events = args[0] == "--events"
+    if events:
+        args = args[1:]
+    msgtype, topics = args[0], args[1:]
     pkg, _, name = msgtype.split("/")
     cls = getattr(importlib.import_module(f"{pkg}.msg"), name)
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
@@ -35,8 +41,16 @@ def main() -> int:
             counts[t] += 1
         node.create_subscription(cls, t, cb, qos, raw=True)
     print(json.dumps({"ready": True}), flush=True)
-    while not stop:
-        rclpy.spin_once(node, timeout_sec=0.1)
+    if events:
+        from rclpy.experimental import EventsExecutor
+
+        executor = EventsExecutor()
+        executor.add_node(node)
+        while not stop:
+            executor.spin_once(timeout_sec=0.1)
+    else:
+        while not stop:
+            rclpy.spin_once(node, timeout_sec=0.1)
     print(json.dumps({"received": counts}), flush=True)
     return 0
 

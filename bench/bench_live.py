@@ -8,7 +8,7 @@ Scenarios (each --seconds long, publishers in their own processes, reliable QoS)
   strings    a flood of small std_msgs/String at full rate
 
 For each: published; what a bare rclpy subscriber (bare_sub.py, raw=True, the same
-QoS) receives; what the bridge receives and writes to a mosaico_server process; the
+QoS) receives, spinning rclpy's default executor and the EventsExecutor the bridge uses; what the bridge receives and writes to a mosaico_server process; the
 ratio bridge-received / bare-received; drops; bridge CPU seconds and peak RSS;
 latency from receive to the end of the upload (mean / max, from the node's counters;
 it includes the flush period), and from publish (header stamp) to receive (the
@@ -69,9 +69,11 @@ def run_publishers(kind: str, topics: list[str], hz: float, seconds: float, env:
     return total
 
 
-def baseline(msgtype: str, kind: str, topics: list[str], hz: float, seconds: float, env: dict) -> tuple[int, int]:
-    sub = subprocess.Popen([PY, str(HERE / "bare_sub.py"), msgtype, *topics], stdout=subprocess.PIPE, text=True,
-                           env=env)
+def baseline(msgtype: str, kind: str, topics: list[str], hz: float, seconds: float, env: dict,
+             events: bool = False) -> tuple[int, int]:
+    flag = ["--events"] if events else []
+    sub = subprocess.Popen([PY, str(HERE / "bare_sub.py"), *flag, msgtype, *topics], stdout=subprocess.PIPE,
+                           text=True, env=env)
     assert json.loads(sub.stdout.readline())["ready"]
     published = run_publishers(kind, topics, hz, seconds, env)
     sub.send_signal(signal.SIGTERM)
@@ -193,21 +195,24 @@ def main() -> int:
         for name in args.only.split(","):
             kind, msgtype, topics, hz = SCENARIOS[name]
             pub_b, bare = baseline(msgtype, kind, topics, hz, args.seconds, env)
+            _pub_e, bare_ev = baseline(msgtype, kind, topics, hz, args.seconds, env, events=True)
             res = bridge_run(name, msgtype, kind, topics, hz, args.seconds, env, port, driver, root, root / "store")
-            rows.append((name, pub_b, bare, *res))
+            rows.append((name, pub_b, bare, bare_ev, *res))
             print(f"done {name}", file=sys.stderr, flush=True)
     finally:
         server.terminate()
         server.wait(timeout=60)
         shutil.rmtree(root, ignore_errors=True)
-    print(f"{args.seconds:g} s per run, {os.cpu_count()} CPUs; bare = bare rclpy subscriber (raw, reliable, KEEP_ALL)")
-    hdr = ("scenario", "pub(bare)", "bare rx", "pub(brg)", "bridge rx", "written", "drop", "rx ratio",
-           "CPU s", "RSS MiB", "lat ms mean/max", "pub->rx ms", "deact s")
+    print(f"{args.seconds:g} s per run, {os.cpu_count()} CPUs; bare = bare rclpy subscriber (raw, reliable, KEEP_ALL) "
+          "spinning the default executor; bare ev = the same with the EventsExecutor the bridge uses")
+    hdr = ("scenario", "pub(bare)", "bare rx", "bare ev rx", "pub(brg)", "bridge rx", "written", "drop",
+           "ratio", "ratio ev", "CPU s", "RSS MiB", "lat ms mean/max", "pub->rx ms", "deact s")
     print("  ".join(f"{h:>10}" for h in hdr))
-    for (name, pub_b, bare, pub, rx, wr, drop, cpu, rss, lmean, lmax, deact, e2e) in rows:
+    for (name, pub_b, bare, bare_ev, pub, rx, wr, drop, cpu, rss, lmean, lmax, deact, e2e) in rows:
         ratio = rx / bare if bare else float("nan")
+        ratio_ev = rx / bare_ev if bare_ev else float("nan")
         print("  ".join(f"{v:>10}" for v in (
-            name, pub_b, bare, pub, rx, wr, drop, f"{ratio:.2f}", f"{cpu:.1f}", f"{rss:.0f}",
+            name, pub_b, bare, bare_ev, pub, rx, wr, drop, f"{ratio:.2f}", f"{ratio_ev:.2f}", f"{cpu:.1f}", f"{rss:.0f}",
             f"{lmean:.0f}/{lmax:.0f}", "-" if e2e is None else f"{e2e:.1f}", f"{deact:.2f}")))
     return 0
 
