@@ -46,6 +46,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "flush_period_s": (1.0, "Seconds between flushes of buffered messages to the server (> 0)."),
     "data_connections": (4, "Flight data connections; topics are striped over them round-robin (>= 1)."),
     "workers": (0, "Conversion threads of the executor pool; 0: CPU count (2..8)."),
+    "max_queue_bytes": (
+        512 * 1024 * 1024,
+        "Serialized messages held between the subscription callbacks and the writers, in bytes; "
+        "past it new messages are dropped and counted (diagnostics WARN).",
+    ),
     "connect_timeout_s": (5.0, "Seconds to wait for the server at configure (> 0)."),
     "discovery_period_s": (1.0, "Seconds between scans for new topics matching 'topics' (> 0)."),
 }
@@ -80,6 +85,7 @@ class BridgeConfig:
     flush_period_s: float
     data_connections: int
     workers: Optional[int]
+    max_queue_bytes: int
     connect_timeout_s: float
     discovery_period_s: float
 
@@ -103,7 +109,7 @@ class BridgeConfig:
             if not isinstance(v, (int, float)) or v <= 0:
                 raise bad(name, f"must be > 0, got {v!r}")
         for name, minimum in (("data_connections", 1), ("workers", 0), ("max_batch_size_bytes", 0),
-                              ("max_batch_size_records", 0)):
+                              ("max_batch_size_records", 0), ("max_queue_bytes", 1024 * 1024)):
             v = values[name]
             if not isinstance(v, int) or v < minimum:
                 raise bad(name, f"must be an integer >= {minimum}, got {v!r}")
@@ -154,6 +160,7 @@ class BridgeConfig:
             flush_period_s=float(values["flush_period_s"]),
             data_connections=values["data_connections"],
             workers=values["workers"] or None,
+            max_queue_bytes=values["max_queue_bytes"],
             connect_timeout_s=float(values["connect_timeout_s"]),
             discovery_period_s=float(values["discovery_period_s"]),
         )

@@ -199,7 +199,7 @@ class BridgeNode(LifecycleNode):
         self.sessions += 1
         self.topic_writers = {}
         self.source = LiveSource(self, cfg.topic_filter, self._on_new_topic, cfg.qos_overrides,
-                                 info=self.get_logger().info)
+                                 info=self.get_logger().info, max_queue_bytes=cfg.max_queue_bytes)
         self.source.start()
         self._timers = [
             self.create_timer(cfg.discovery_period_s, self._safe(self._discover)),

@@ -37,8 +37,8 @@ log = logging.getLogger("mosaico_bridge.sources")
 #: A ``depth`` override switches to KEEP_LAST with that depth.
 DEFAULT_HISTORY = HistoryPolicy.KEEP_ALL
 DEFAULT_DEPTH = 1000
-#: Messages held between the callback and the topic writers before new ones are dropped (bytes).
-MAX_QUEUE_BYTES = 1 << 30
+#: Default budget of serialized messages held between the callbacks and the topic writers (bytes).
+MAX_QUEUE_BYTES = 512 * 1024 * 1024
 
 
 def ros_typestore():
@@ -157,6 +157,7 @@ class LiveSource:
             to skip the topic.
         qos_overrides: ``{topic: QosOverride}``.
         info: where to report subscriptions and skipped topics (default: this module's logger).
+        max_queue_bytes: budget of queued serialized messages; past it new ones are dropped and counted.
     """
 
     def __init__(
@@ -166,9 +167,11 @@ class LiveSource:
         on_topic: Callable[[str, str], Optional[Callable[[int, bytes, int], None]]],
         qos_overrides: Optional[dict] = None,
         info: Optional[Callable[[str], None]] = None,
+        max_queue_bytes: int = MAX_QUEUE_BYTES,
     ) -> None:
         self.node = node
         self._info = info or log.info
+        self.max_queue_bytes = max_queue_bytes
         self.topic_filter = topic_filter
         self.on_topic = on_topic
         self.qos_overrides = qos_overrides or {}
@@ -264,7 +267,7 @@ class LiveSource:
             size = len(serialized)
             with self._qlock:
                 counters.received += 1
-                if self._queued_bytes + size > MAX_QUEUE_BYTES:
+                if self._queued_bytes + size > self.max_queue_bytes:
                     counters.dropped += 1
                     return
                 self._queued_bytes += size
