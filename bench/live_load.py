@@ -41,7 +41,7 @@ def main() -> int:
     published = failed = 0
     start = time.monotonic()
     end = start + args.seconds
-    while (now := time.monotonic()) < end:
+    while time.monotonic() < end:
         if args.kind == "image":
             msg = Image(height=1080, width=1920, encoding="rgb8", step=1920 * 3, data=payload)
         elif args.kind == "imu":

@@ -27,7 +27,7 @@ import pytest
 pytest.importorskip("cryptography")
 mosaicolabs = pytest.importorskip("mosaicolabs")
 
-from conftest import REPO, free_port, run_cli  # noqa: E402
+from conftest import REPO, free_port, run_cli, wait_until  # noqa: E402
 from tls_util import make_ca, make_server_cert  # noqa: E402
 
 from mosaico_bridge.client import (  # noqa: E402
@@ -48,16 +48,6 @@ from mosaico_bridge.server.auth import KEYS_FILE, ApiKeyStore, AuthenticationFai
 
 KEY_RE = re.compile(r"^msco_[a-z0-9]{32}_[0-9a-f]{8}$")
 LEVELS = ["read", "write", "delete", "manage"]
-
-
-def _wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _random_key() -> str:
@@ -388,7 +378,7 @@ def test_key_lifecycle_status_revoke_expire(secured):
                 except AuthenticationError as exc:
                     assert f"API key {_fp(key)} expired" in str(exc)
                     return True
-            _wait_until(refused, timeout=5, what="the key to expire")
+            wait_until(refused, timeout=5, what="the key to expire")
 
         other = admin.api_key_create(APIKeyPermissionEnum.Read, "to revoke")
         with secured.connect(other) as c:

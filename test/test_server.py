@@ -14,13 +14,14 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+
+from conftest import wait_until
 
 from mosaico_bridge.client import wire
 from mosaico_bridge.server import MosaicoServer, MosaicoStore
@@ -48,16 +49,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
@@ -519,14 +510,14 @@ def test_client_vanishing_mid_doput_keeps_data_unlocked(srv, raw):
     )
     try:
         assert proc.stdout.readline().strip() == "sent"
-        _wait_until(lambda: srv.store.get_topic("cut/t").row_count == 2, what="the batch to reach the store")
+        wait_until(lambda: srv.store.get_topic("cut/t").row_count == 2, what="the batch to reach the store")
         proc.stdin.write("\n")
         proc.stdin.flush()
         proc.wait(timeout=10)
     finally:
         proc.kill()
         proc.wait(timeout=10)
-    info = _wait_until(
+    info = wait_until(
         lambda: (lambda t: t if not t.writing else None)(srv.store.get_topic("cut/t")),
         what="the server to notice the broken stream",
     )
