@@ -249,7 +249,7 @@ class BridgeNode(LifecycleNode):
             except Exception as exc:  # noqa: BLE001
                 self.get_logger().error(f"draining after error failed: {exc}")
         if writer is not None:
-            cause = getattr(self, "_pending_error", None) or error
+            cause = self._pending_error or error
             writer.abort(cause)
             self.writer = None
             self._log_counters(f"session {writer.session_locator} {writer.status} after error: {cause}")

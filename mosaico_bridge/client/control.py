@@ -81,7 +81,7 @@ class ControlConnection:
                 return wire.require(info, wire.Action.INFO, "version", "config")
             except AuthenticationError:
                 raise
-            except (ConnectionError, Exception) as exc:  # noqa: B014 - any failure means "not yet"
+            except Exception as exc:  # any other failure means "not yet"
                 last = exc
             now = time.monotonic()
             problem = tls_failure(last, self._security.tls, self._security.tls_cert_path)
