@@ -41,7 +41,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "durability: volatile|transient_local, depth: int}}. Otherwise the publishers' QoS is taken.",
     ),
     "on_error": ("report", "On error: 'report' (notification + finalize what was received) or 'delete'."),
-    "max_batch_size_bytes": (0, "Largest record batch in bytes; 0: 90% of the server's message limit (capped there)."),
+    "max_batch_size_bytes": (0, "Largest record batch in bytes; 0: 16 MiB. Never above 90% of the server's message limit."),
     "max_batch_size_records": (0, "Largest record batch in rows; 0: no row limit."),
     "flush_period_s": (1.0, "Seconds between flushes of buffered messages to the server (> 0)."),
     "data_connections": (4, "Flight data connections; topics are striped over them round-robin (>= 1)."),

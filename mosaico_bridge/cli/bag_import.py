@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on failure, 'report': keep what was written and store an error notification; "
                         "'delete': remove the sequence (default report)")
     w.add_argument("--max-batch-bytes", type=int, metavar="B",
-                   help="largest record batch in bytes (default and cap: 90%% of the server's message limit)")
+                   help="largest record batch in bytes (default 16 MiB; never above 90%% of the server's message limit)")
     w.add_argument("--max-batch-records", type=int, metavar="N", help="largest record batch in rows (default: no limit)")
     w.add_argument("--data-connections", type=int, default=4, metavar="N",
                    help="Flight data connections, topics striped round-robin (default 4)")
