@@ -372,3 +372,35 @@ def test_latched_transient_local_sample_published_before_activation_is_recorded(
     with MosaicoClient.connect("127.0.0.1", server.port) as client:
         table = client.topic_handler("latched", "/map_info").read()
         assert table.column("data").to_pylist() == ["latched before the bridge existed"]
+
+
+def test_server_lost_while_active_fails_cleanly(procs, tmp_path):
+    """The server process dies mid-recording: the node logs the cause, applies on_error
+    (its calls fail too, and it says so) and returns to unconfigured; it does not hang."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(tmp_path / "r"),
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        bridge = procs.bridge(host="127.0.0.1", port=port, sequence_name="lost", topics=["/imu/data"],
+                              flush_period_s=0.2, connect_timeout_s=20.0)
+        driver, publisher = procs.agent("driver"), procs.agent("publisher")
+        assert driver.ask("transition", node=NODE, transition="configure")["success"]
+        assert driver.ask("transition", node=NODE, transition="activate")["success"]
+        sent = publisher.ask("replay", bag=str(shared_bag(HUSKY)), topics=["/imu/data"], rate=3000)["published"]
+        driver.ask("wait_received", node="mosaico_bridge", counts=sent, timeout=60)
+        server.kill()
+        server.wait(timeout=30)
+        publisher.ask("replay", bag=str(shared_bag(HUSKY)), topics=["/imu/data"], rate=3000)
+        bridge.wait_log(r"error while active", timeout=60)
+        deadline = time.monotonic() + 60
+        while (state := driver.ask("state", node=NODE)["state"]) != "unconfigured" and time.monotonic() < deadline:
+            pass
+        assert state == "unconfigured"
+        assert "Traceback" in bridge.log()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=30)

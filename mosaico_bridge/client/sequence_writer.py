@@ -191,7 +191,8 @@ class SequenceWriter:
 
     @property
     def status(self) -> str:
-        """``new``, ``open``, ``finalized``, ``reported`` or ``deleted``."""
+        """``new``, ``open``, ``finalized``, ``reported``, ``deleted``, or ``failed`` (the
+        error policy could not reach the server)."""
         return self._state
 
     # -------------------------------------------------------------- end of session
@@ -236,19 +237,24 @@ class SequenceWriter:
                 wire.notification_create_request(writer.locator, str(writer.error or reason)),
             )
         if delete:
-            self._quietly(wire.Action.SESSION_DELETE, wire.session_delete_request(self.session_locator or ""))
+            done = self._quietly(wire.Action.SESSION_DELETE, wire.session_delete_request(self.session_locator or ""))
             if self._create_sequence:
-                self._quietly(wire.Action.SEQUENCE_DELETE, wire.sequence_delete_request(self.sequence_name))
-            self._state = "deleted"
-            log.warning("sequence %s: session deleted after error (%s)", self.sequence_name, reason)
-            return
-        self._quietly(
-            wire.Action.SEQUENCE_NOTIFICATION_CREATE,
-            wire.notification_create_request(wire.sequence_locator(self.sequence_name), reason),
-        )
-        self._quietly(wire.Action.SESSION_FINALIZE, wire.session_finalize_request(self.session_uuid or ""))
-        self._state = "reported"
-        log.warning("sequence %s: session finalized with an error report (%s)", self.sequence_name, reason)
+                done = self._quietly(wire.Action.SEQUENCE_DELETE, wire.sequence_delete_request(self.sequence_name))
+            self._state = "deleted" if done else "failed"
+        else:
+            self._quietly(
+                wire.Action.SEQUENCE_NOTIFICATION_CREATE,
+                wire.notification_create_request(wire.sequence_locator(self.sequence_name), reason),
+            )
+            done = self._quietly(wire.Action.SESSION_FINALIZE, wire.session_finalize_request(self.session_uuid or ""))
+            self._state = "reported" if done else "failed"
+        if done:
+            log.warning("sequence %s: session %s after error (%s)", self.sequence_name, self._state, reason)
+        else:
+            log.error(
+                "sequence %s: the %s policy could not reach the server; session %s is left as it was (%s)",
+                self.sequence_name, self.on_error.value, self.session_locator, reason,
+            )
 
     # -------------------------------------------------------------- helpers
     def _require_open(self) -> None:
@@ -257,11 +263,14 @@ class SequenceWriter:
         if self._state != "open":
             raise RuntimeError(f"SequenceWriter is {self._state}")
 
-    def _quietly(self, name: str, payload: dict[str, Any]) -> None:
+    def _quietly(self, name: str, payload: dict[str, Any]) -> bool:
+        """Run an action; log instead of raising. True if the server accepted it."""
         try:
             self._client._control.do_action(name, payload)
+            return True
         except Exception as exc:
             log.error("sequence %s: %s failed: %s", self.sequence_name, name, exc)
+            return False
 
     def _quietly_close(self, writer: TopicWriter, flush: bool) -> None:
         try:
