@@ -46,6 +46,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "flush_period_s": (1.0, "Seconds between flushes of buffered messages to the server (> 0)."),
     "data_connections": (4, "Flight data connections; topics are striped over them round-robin (>= 1)."),
     "workers": (0, "Conversion threads of the executor pool; 0: CPU count (2..8)."),
+    "spool_dir": (
+        "./mosaico_spool",
+        "Where record batches go when the server can no longer take them (server lost, key revoked): "
+        "Arrow IPC files per sequence/session/topic, so no received message is lost. Empty: no spool.",
+    ),
     "max_queue_bytes": (
         512 * 1024 * 1024,
         "Serialized messages held between the subscription callbacks and the writers, in bytes; "
@@ -85,6 +90,7 @@ class BridgeConfig:
     flush_period_s: float
     data_connections: int
     workers: Optional[int]
+    spool_dir: Optional[str]
     max_queue_bytes: int
     connect_timeout_s: float
     discovery_period_s: float
@@ -160,6 +166,7 @@ class BridgeConfig:
             flush_period_s=float(values["flush_period_s"]),
             data_connections=values["data_connections"],
             workers=values["workers"] or None,
+            spool_dir=str(values["spool_dir"]).strip() or None,
             max_queue_bytes=values["max_queue_bytes"],
             connect_timeout_s=float(values["connect_timeout_s"]),
             discovery_period_s=float(values["discovery_period_s"]),

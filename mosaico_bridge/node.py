@@ -188,11 +188,13 @@ class BridgeNode(LifecycleNode):
             writer = self.client.sequence_create(
                 self.sequence_name, cfg.metadata, on_error=policy,
                 max_batch_size_bytes=cfg.max_batch_size_bytes, max_batch_size_records=cfg.max_batch_size_records,
+                spool_dir=cfg.spool_dir,
             )
         else:
             writer = self.client.sequence_update(
                 self.sequence_name, on_error=policy,
                 max_batch_size_bytes=cfg.max_batch_size_bytes, max_batch_size_records=cfg.max_batch_size_records,
+                spool_dir=cfg.spool_dir,
             )
         writer.__enter__()
         self.writer = writer
@@ -253,6 +255,12 @@ class BridgeNode(LifecycleNode):
             writer.abort(cause)
             self.writer = None
             self._log_counters(f"session {writer.session_locator} {writer.status} after error: {cause}")
+            spooled = sum(c.get("spooled", 0) for c in self.last_counters.values())
+            if spooled and writer.spool is not None:
+                self.get_logger().warning(
+                    f"{spooled} messages the server did not take are kept in {writer.spool.root.resolve()} "
+                    "(Arrow IPC, one file per topic)"
+                )
         self.source = None
 
     def _fail_while_active(self, exc: BaseException) -> None:
@@ -332,7 +340,8 @@ class BridgeNode(LifecycleNode):
         lines = [headline]
         for topic, c in sorted(counters.items()):
             lines.append(
-                f"  {topic}: received={c['received']} written={c['written']} dropped={c['dropped']} "
+                f"  {topic}: received={c['received']} written={c['written']} spooled={c['spooled']} "
+                f"dropped={c['dropped']} "
                 f"bytes={c['bytes']} latency_ms(mean/max)={c['latency_ns_mean'] / 1e6:.1f}/{c['latency_ns_max'] / 1e6:.1f}"
             )
         self.get_logger().info("\n".join(lines))

@@ -38,6 +38,8 @@ def procs(tmp_path, ros_domain):
             return a
 
         def bridge(self, **params) -> BridgeProcess:
+            params.setdefault("spool_dir", str(tmp_path / "spool"))
+            params.setdefault("embedded_root", str(tmp_path / "embedded"))
             b = BridgeProcess(ros_domain, tmp_path / f"bridge{len(started)}.log", params)
             started.append(b)
             return b
@@ -400,6 +402,20 @@ def test_server_lost_while_active_fails_cleanly(procs, tmp_path):
             pass
         assert state == "unconfigured"
         assert "Traceback" in bridge.log()
+        # nothing received is lost: what the server did not take is in the local spool
+        c = bridge.counters()[-1]["/imu/data"]
+        assert c["received"] == c["written"] + c["spooled"] + c["dropped"]
+        assert c["dropped"] == 0 and c["written"] >= sent["/imu/data"] and c["spooled"] > 0
+        import pyarrow as pa
+
+        spooled = list((tmp_path / "spool" / "lost").glob("*/imu/data.arrows"))
+        assert len(spooled) == 1
+        table = pa.ipc.open_stream(spooled[0]).read_all()
+        assert table.num_rows == c["spooled"]
+        stamps = table.column("timestamp_ns").to_pylist()
+        assert stamps == sorted(stamps)
+        sidecar = __import__("json").loads(spooled[0].with_suffix(".json").read_text())
+        assert sidecar["resource_locator"] == "lost/imu/data" and sidecar["ontology_tag"] == "IMU"
     finally:
         if server.poll() is None:
             server.kill()

@@ -235,6 +235,7 @@ class MosaicoClient:
         max_batch_size_bytes: Optional[int],
         max_batch_size_records: Optional[int],
         create: bool,
+        spool_dir: Optional[str] = None,
     ) -> SequenceWriter:
         limit = min(self.max_batch_size_bytes, DEFAULT_BATCH_BYTES)
         if max_batch_size_bytes is not None:
@@ -244,7 +245,8 @@ class MosaicoClient:
         if max_batch_size_records is not None and max_batch_size_records < 1:
             raise ValueError(f"max_batch_size_records must be >= 1, got {max_batch_size_records}")
         return SequenceWriter(
-            self, sequence_name, metadata, SessionLevelErrorPolicy(on_error), limit, max_batch_size_records, create
+            self, sequence_name, metadata, SessionLevelErrorPolicy(on_error), limit, max_batch_size_records, create,
+            spool_dir,
         )
 
     def sequence_create(
@@ -254,17 +256,23 @@ class MosaicoClient:
         on_error: SessionLevelErrorPolicy | str = SessionLevelErrorPolicy.Report,
         max_batch_size_bytes: Optional[int] = None,
         max_batch_size_records: Optional[int] = None,
+        *,
+        spool_dir: Optional[str] = None,
     ) -> SequenceWriter:
         """A writer that creates the sequence ``sequence_name`` when its ``with`` block starts.
 
         ``max_batch_size_bytes`` defaults to :data:`DEFAULT_BATCH_BYTES` (16 MiB) and is
-        capped at 90 % of the server's decode limit (§1).
+        capped at 90 % of the server's decode limit (§1). With ``spool_dir``, record batches
+        the server can no longer take (stream failed) go to a local Arrow IPC spool there
+        instead of being lost (:mod:`.spool`).
 
         Raises:
             ValueError: invalid sequence name, metadata or limits (before any call).
             RuntimeError: the writer's methods, outside its ``with`` block.
         """
-        return self._writer(sequence_name, metadata, on_error, max_batch_size_bytes, max_batch_size_records, True)
+        return self._writer(
+            sequence_name, metadata, on_error, max_batch_size_bytes, max_batch_size_records, True, spool_dir
+        )
 
     def sequence_update(
         self,
@@ -272,9 +280,13 @@ class MosaicoClient:
         on_error: SessionLevelErrorPolicy | str = SessionLevelErrorPolicy.Report,
         max_batch_size_bytes: Optional[int] = None,
         max_batch_size_records: Optional[int] = None,
+        *,
+        spool_dir: Optional[str] = None,
     ) -> SequenceWriter:
         """A writer for a new session on the existing sequence ``sequence_name``."""
-        return self._writer(sequence_name, {}, on_error, max_batch_size_bytes, max_batch_size_records, False)
+        return self._writer(
+            sequence_name, {}, on_error, max_batch_size_bytes, max_batch_size_records, False, spool_dir
+        )
 
     # ------------------------------------------------------------------ reading
     def list_sequences(self) -> list[str]:

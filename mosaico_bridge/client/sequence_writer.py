@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 import pyarrow as pa
 
 from . import wire
+from .spool import Spool
 from .topic_writer import BatchConverter, TopicWriter
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class SequenceWriter:
         max_batch_size_bytes: int,
         max_batch_size_records: Optional[int],
         create_sequence: bool,
+        spool_dir: Optional[str] = None,
     ) -> None:
         self._client = client
         self.sequence_name = wire.validate_sequence_name(sequence_name)
@@ -64,6 +66,7 @@ class SequenceWriter:
         self.max_batch_size_bytes = max_batch_size_bytes
         self.max_batch_size_records = max_batch_size_records
         self._create_sequence = create_sequence
+        self.spool = Spool(spool_dir) if spool_dir else None
         self._topics: dict[str, TopicWriter] = {}
         self._lock = threading.Lock()
         self._state = "new"  # new -> open -> finalized | reported | deleted
@@ -169,6 +172,20 @@ class SequenceWriter:
             notify=lambda msg, loc=locator: self._quietly(
                 wire.Action.TOPIC_NOTIFICATION_CREATE, wire.notification_create_request(loc, msg)
             ),
+            spool=self.spool.topic(
+                self.sequence_name,
+                self.session_locator or "",
+                path,
+                schema,
+                {
+                    "resource_locator": locator,
+                    "ontology_tag": ontology_tag,
+                    "serialization_format": serialization_format,
+                    "user_metadata": dict(metadata),
+                },
+            )
+            if self.spool is not None
+            else None,
         )
         with self._lock:
             self._topics[topic_name] = writer

@@ -18,6 +18,7 @@ import pyarrow.flight as flight
 from .data import DataConnection
 from .errors import MosaicoError, translate
 from .processing import ExecutorPool
+from .spool import SpoolFile
 
 log = logging.getLogger("mosaico_bridge.client")
 
@@ -45,12 +46,14 @@ class TopicStats:
 
     ``received`` messages pushed; ``written`` rows handed to the server;
     ``dropped`` rows refused because a single row exceeds the server's message limit;
-    ``bytes`` Arrow IPC bytes written; ``latency_*`` from push to the end of the write.
+    ``bytes`` Arrow IPC bytes written; ``spooled`` rows put in the local spool after the
+    DoPut stream failed; ``latency_*`` from push to the end of the write.
     """
 
     received: int = 0
     written: int = 0
     dropped: int = 0
+    spooled: int = 0
     bytes: int = 0
     batches: int = 0
     latency_ns_max: int = 0
@@ -64,6 +67,7 @@ class TopicStats:
                 "received": self.received,
                 "written": self.written,
                 "dropped": self.dropped,
+                "spooled": self.spooled,
                 "bytes": self.bytes,
                 "batches": self.batches,
                 "latency_ns_mean": mean,
@@ -96,8 +100,10 @@ class TopicWriter:
         max_batch_bytes: int,
         max_batch_records: Optional[int],
         notify: Callable[[str], None],
+        spool: Optional["SpoolFile"] = None,
     ) -> None:
         self.name = name
+        self._spool = spool
         self.locator = locator
         self.uuid = uuid
         self.schema = schema
@@ -217,7 +223,8 @@ class TopicWriter:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"topic {self.name}: writer is closed")
-        self._raise_error()
+        if self._spool is None:  # with a spool, messages keep coming in and go to disk
+            self._raise_error()
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -278,7 +285,7 @@ class TopicWriter:
         messages ``0..i-1`` of the batch are still converted and written: no message
         received before a corrupt one is lost.
         """
-        if self._error is not None:
+        if self._error is not None and self._spool is None:
             return
         try:
             try:
@@ -291,11 +298,15 @@ class TopicWriter:
                 raise
             self._write_sized(batch, received)
         except BaseException as exc:  # kept and raised to the producer
-            self._error = translate("DoPut", exc) if not isinstance(exc, MosaicoError) else exc
-            log.error("topic %s: %s", self.name, self._error)
+            if self._error is None:
+                self._error = translate("DoPut", exc) if not isinstance(exc, MosaicoError) else exc
+                log.error("topic %s: %s", self.name, self._error)
 
     def _write_sized(self, batch: pa.RecordBatch, received: list[int]) -> None:
         if batch.num_rows == 0:
+            return
+        if self._error is not None:
+            self._to_spool(batch)
             return
         size = pa.ipc.get_record_batch_size(batch)
         if size > self._max_bytes:
@@ -310,7 +321,13 @@ class TopicWriter:
             self._write_sized(batch.slice(0, half), received[:half])
             self._write_sized(batch.slice(half), received[half:])
             return
-        self._writer.write_batch(batch)
+        try:
+            self._writer.write_batch(batch)
+        except Exception as exc:
+            self._error = translate("DoPut", exc)
+            log.error("topic %s: %s", self.name, self._error)
+            self._to_spool(batch)
+            return
         now = time.monotonic_ns()
         with self.stats._lock:
             self.stats.written += batch.num_rows
@@ -321,6 +338,16 @@ class TopicWriter:
                 self.stats.latency_ns_sum += lat
                 if lat > self.stats.latency_ns_max:
                     self.stats.latency_ns_max = lat
+
+    def _to_spool(self, batch: pa.RecordBatch) -> None:
+        """Keep a batch the server could not take in the local spool (if any)."""
+        if self._spool is None:
+            return
+        self._spool.write(batch, str(self._error))
+        with self.stats._lock:
+            self.stats.spooled += batch.num_rows
+        if self.stats.spooled == batch.num_rows:
+            log.warning("topic %s: spooling to %s", self.name, self._spool.path)
 
     def _end_stream(self) -> None:
         try:
@@ -339,3 +366,5 @@ class TopicWriter:
             except Exception as exc:
                 if self._error is None:
                     self._error = translate("DoPut", exc)
+            if self._spool is not None:
+                self._spool.close()
