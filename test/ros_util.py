@@ -57,13 +57,21 @@ class Agent:
             raise RuntimeError(f"ros_agent exited with {self.proc.wait()}")
         return json.loads(line)
 
-    def ask(self, cmd: str, timeout: float = 120, **kw) -> dict:
+    def start(self, cmd: str, **kw) -> None:
+        """Send a command without waiting for its answer (get it with :meth:`result`)."""
+        self._pending = cmd
         self.proc.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
         self.proc.stdin.flush()
+
+    def result(self, timeout: float = 120) -> dict:
         out = self._next(timeout)
         if "error" in out:
-            raise RuntimeError(f"ros_agent {cmd}: {out['error']}")
+            raise RuntimeError(f"ros_agent {self._pending}: {out['error']}")
         return out
+
+    def ask(self, cmd: str, timeout: float = 120, **kw) -> dict:
+        self.start(cmd, **kw)
+        return self.result(timeout)
 
     def close(self) -> None:
         if self.proc.poll() is None:
