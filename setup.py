@@ -66,6 +66,7 @@ setup(
             "bag_import = mosaico_bridge.cli.bag_import:main",
             "mosaico_server = mosaico_bridge.cli.server:main",
             "bridge_node = mosaico_bridge.node:main",
+            "spool_upload = mosaico_bridge.cli.spool_upload:main",
         ],
     },
 )

@@ -177,3 +177,14 @@ def test_corrupt_message_under_report_policy_keeps_what_came_before(tmp_path):
             # every message before the corrupt one is kept, in order
             assert table.num_rows == 450
             assert table.column("timestamp_ns").to_pylist() == [1_000_000_000 + i * 10_000_000 for i in range(450)]
+
+
+def test_spool_upload_bad_input(tmp_path):
+    proc = run_cli("mosaico_bridge.cli.spool_upload", str(tmp_path / "nope"), "--host", "127.0.0.1")
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == [f"spool_upload: error: spool directory not found: {tmp_path / 'nope'}"]
+    (tmp_path / "empty").mkdir()
+    ok = run_cli("mosaico_bridge.cli.spool_upload", str(tmp_path / "empty"), "--host", "127.0.0.1",
+                 "--port", str(free_port()))
+    assert ok.returncode == 0 and "nothing to upload" in ok.stdout

@@ -416,6 +416,22 @@ def test_server_lost_while_active_fails_cleanly(procs, tmp_path):
         assert stamps == sorted(stamps)
         sidecar = __import__("json").loads(spooled[0].with_suffix(".json").read_text())
         assert sidecar["resource_locator"] == "lost/imu/data" and sidecar["ontology_tag"] == "IMU"
+        # once a server is back, spool_upload sends the spool as a new session of the sequence
+        from conftest import run_cli
+        from mosaico_bridge.server import MosaicoServer
+
+        with MosaicoServer.start_background(tmp_path / "r", host="127.0.0.1", port=0) as back:
+            up = run_cli("mosaico_bridge.cli.spool_upload", str(tmp_path / "spool"), "--host", "127.0.0.1",
+                         "--port", str(back.port))
+            assert up.returncode == 0, up.stderr
+            assert f"lost/imu/data_recovered: {c['spooled']} rows uploaded" in up.stdout
+            assert not list((tmp_path / "spool" / "lost").glob("*/imu/data.arrows"))  # uploaded, removed
+            sdk_seq = mosaicolabs.MosaicoClient.connect("127.0.0.1", back.port)
+            with sdk_seq as sdk:
+                th = sdk.topic_handler("lost", "/imu/data_recovered")
+                assert th.ontology_tag == "IMU"
+                msgs = list(th.get_data_streamer())
+                assert [m.timestamp_ns for m in msgs] == stamps
     finally:
         if server.poll() is None:
             server.kill()
