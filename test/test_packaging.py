@@ -33,7 +33,7 @@ def test_colcon_build_installs_scripts_where_ros2_run_looks(tmp_path):
     out = subprocess.run([str(COLCON), "build"], cwd=ws, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     prefix = ws / "install" / "mosaico_bridge"
-    for script in ("bag_import", "bridge_node", "mosaico_server"):
+    for script in ("bag_import", "bridge_node", "mosaico_server", "spool_upload"):
         assert (prefix / "lib" / "mosaico_bridge" / script).exists(), script
     share = prefix / "share" / "mosaico_bridge"
     assert (share / "package.xml").exists()
