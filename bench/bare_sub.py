@@ -11,7 +11,6 @@ Runs until SIGINT/SIGTERM, then prints {"received": {topic: n}}.
 
 from __future__ import annotations
 
-import importlib
 import json
 import signal
 import sys
@@ -20,6 +19,8 @@ import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from mosaico_bridge.sources.live import message_class
+
 
 def main() -> int:
     args = sys.argv[1:]
@@ -27,8 +28,7 @@ def main() -> int:
     if events:
         args = args[1:]
     msgtype, topics = args[0], args[1:]
-    pkg, _, name = msgtype.split("/")
-    cls = getattr(importlib.import_module(f"{pkg}.msg"), name)
+    cls = message_class(msgtype)
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))

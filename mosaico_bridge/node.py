@@ -123,6 +123,7 @@ class BridgeNode(LifecycleNode):
         """Apply ``on_error`` to the open session, close everything, go to unconfigured."""
         self.get_logger().error(f"error processing from state {state.label}: applying on_error policy")
         self._apply_error_policy(RuntimeError(f"lifecycle error in state {state.label}"))
+        self._pending_error = None  # consumed: a later error must not report this cause
         self._close()
         return TransitionCallbackReturn.SUCCESS
 

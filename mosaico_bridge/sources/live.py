@@ -184,8 +184,6 @@ class LiveSource:
         self._qlock = threading.Lock()
         self._pump: Optional[threading.Thread] = None
         self._pump_error: Optional[BaseException] = None
-        self._idle = threading.Condition()
-        self._inflight = 0
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:

@@ -36,6 +36,8 @@ from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from mosaico_bridge.sources.live import message_class
+
 TRANSITIONS = {
     "configure": Transition.TRANSITION_CONFIGURE,
     "cleanup": Transition.TRANSITION_CLEANUP,
@@ -114,8 +116,6 @@ class Agent(Node):
         raise TimeoutError(f"no subscriber on {missing} within {timeout} s")
 
     def replay(self, bag: str, topics, rate: float, reliable: bool) -> dict:
-        import importlib
-
         from rosbags.highlevel import AnyReader
         from rosbags.typesys import Stores, get_typestore
 
@@ -130,9 +130,7 @@ class Agent(Node):
             pubs = {}
             for c in conns:
                 if c.topic not in pubs:
-                    pkg, _, name = c.msgtype.split("/")
-                    cls = getattr(importlib.import_module(f"{pkg}.msg"), name)
-                    pubs[c.topic] = self.create_publisher(cls, c.topic, qos)
+                    pubs[c.topic] = self.create_publisher(message_class(c.msgtype), c.topic, qos)
             self.wait_subscribers(pubs)
             period = 1.0 / rate
             next_t = time.monotonic()
@@ -230,10 +228,7 @@ def main() -> int:
             elif cmd == "replay":
                 out = agent.replay(req["bag"], req.get("topics"), req.get("rate", 2000), req.get("reliable", True))
             elif cmd == "advertise":
-                import importlib
-
-                pkg, _, name = req["type"].split("/")
-                cls = getattr(importlib.import_module(f"{pkg}.msg"), name)
+                cls = message_class(req["type"])
                 agent.keep = getattr(agent, "keep", []) + [agent.create_publisher(cls, req["topic"], 10)]
                 out = {"advertised": req["topic"]}
             elif cmd == "latch":
