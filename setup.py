@@ -28,6 +28,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*", "bench"]),
+    package_data={PACKAGE: ["py.typed"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -48,6 +49,10 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2",
+            "hypothesis>=6.100",
+            "mypy>=1.10",
+            "ruff>=0.6",
+            "typer>=0.12",
             "mosaicolabs==0.7.0",
             "cryptography>=42",
             "colcon-core>=0.19",
@@ -55,7 +60,7 @@ setup(
             "colcon-python-setup-py>=0.2.9",
         ],
     },
-    zip_safe=True,
+    zip_safe=False,
     maintainer="mosaico_bridge developers",
     maintainer_email="dev@mosaico-bridge.invalid",
     description="ROS 2 topics and bags into Mosaico sequences over Arrow Flight",

@@ -16,13 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .client import wire
+from .protocol import auth, names
+from .protocol.errors import InvalidArgumentError
 from .sources.topic_filter import TopicFilter
 
 # name -> (default, description). Order is the order of config/bridge.yaml.
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "host": ("", "Mosaico server host. Empty: run an embedded server on embedded_root, as bag_import does."),
-    "port": (wire.DEFAULT_PORT, "Mosaico server port (1-65535)."),
+    "port": (names.DEFAULT_PORT, "Mosaico server port (1-65535)."),
     "embedded_root": ("./mosaico_data", "Data directory of the embedded server (used when host is empty)."),
     "tls_cert_path": ("", "PEM CA certificate to trust; enables TLS. Empty: $MOSAICO_TLS_CERT_FILE, else plaintext."),
     "api_key": ("", "Mosaico API key. Empty: $MOSAICO_API_KEY. Never logged; only its fingerprint is."),
@@ -143,10 +144,10 @@ class BridgeConfig:
         except (KeyError, IndexError, ValueError) as exc:
             raise bad("sequence_name", f"bad template field {exc}") from None
         try:
-            wire.validate_sequence_name(sample)
-        except ValueError:
+            names.validate_sequence_name(sample)
+        except InvalidArgumentError:
             raise bad("sequence_name", f"template {template!r} does not give a valid sequence name") from None
-        tls = values["tls_cert_path"] or env.get(wire.ENV_TLS_CERT_FILE) or None
+        tls = values["tls_cert_path"] or env.get(auth.ENV_TLS_CERT_FILE) or None
         if tls and not os.path.exists(tls):
             raise bad("tls_cert_path", f"file not found: {tls}")
         return cls(
@@ -154,7 +155,7 @@ class BridgeConfig:
             port=port,
             embedded_root=str(values["embedded_root"]),
             tls_cert_path=tls,
-            api_key=values["api_key"] or env.get(wire.ENV_API_KEY) or None,
+            api_key=values["api_key"] or env.get(auth.ENV_API_KEY) or None,
             sequence_template=template,
             robot=str(values["robot"]) or socket.gethostname(),
             metadata=metadata,

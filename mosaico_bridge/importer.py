@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .client import MosaicoClient, SessionLevelErrorPolicy
-from .client import wire
+from .protocol import auth, names
 from .conversion import make_converter
 from .sources import BagSource, TopicFilter
 
@@ -95,7 +95,7 @@ def import_bags(
         ConversionError: a selected topic's type cannot be converted.
         ServerRefusedError, ConnectionError: from the server.
     """
-    wire.validate_sequence_name(sequence)
+    names.validate_sequence_name(sequence)
     started = time.monotonic()
     with BagSource(bags, topic_filter) as source:
         if not source.topics:
@@ -106,11 +106,11 @@ def import_bags(
             name: make_converter(t.msgtype, source.typestore, t.encoding) for name, t in source.topics.items()
         }
         for name in source.topics:
-            wire.validate_topic_name(name)
+            names.validate_topic_name(name)
         if client.sequence_exists(sequence):
             raise BagImportError(f"sequence {sequence!r} already exists on the server")
         summary = ImportSummary(
-            sequence=wire.sequence_locator(sequence),
+            sequence=names.sequence_locator(sequence),
             bags=[str(b) for b in bags],
             skipped_topics=list(source.skipped_topics),
         )

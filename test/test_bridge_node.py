@@ -301,7 +301,7 @@ def keyed_server(tmp_path):
     from mosaico_bridge.server.auth import Permission
 
     srv = MosaicoServer.start_background(tmp_path / "keyed", host="127.0.0.1", port=0, require_api_key=True)
-    manage, _record = srv.api_keys.create(Permission.MANAGE, "test admin")
+    manage, _record = srv.api_keys.create(Permission.Manage, "test admin")
     try:
         yield srv, manage
     finally:

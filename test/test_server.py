@@ -23,7 +23,7 @@ import pytest
 
 from conftest import wait_until
 
-from mosaico_bridge.client import wire
+import wire_bodies as wire
 from mosaico_bridge.server import MosaicoServer, MosaicoStore
 
 mosaicolabs = pytest.importorskip("mosaicolabs")
@@ -487,12 +487,12 @@ _CUT_CLIENT = textwrap.dedent(
     """
     import os, sys
     import pyarrow as pa, pyarrow.flight as flight
-    from mosaico_bridge.client import wire
+    from mosaico_bridge.protocol import descriptors
     port, topic_uuid = sys.argv[1], sys.argv[2]
     schema = pa.schema([pa.field("timestamp_ns", pa.int64(), nullable=False, metadata={"description": "record time"}),
                         pa.field("data", pa.float64(), nullable=False), ("order", pa.int64())])
     client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
-    writer, _ = client.do_put(wire.doput_descriptor("cut/t", topic_uuid), schema)
+    writer, _ = client.do_put(descriptors.doput_descriptor("cut/t", topic_uuid), schema)
     writer.write_batch(pa.record_batch([pa.array([1, 2]), pa.array([0.5, 1.0]), pa.array([0, 1])], schema=schema))
     print("sent", flush=True)
     sys.stdin.readline()

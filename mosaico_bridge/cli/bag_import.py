@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..client import AuthenticationError, MosaicoClient, MosaicoError, SessionLevelErrorPolicy, wire
+from ..client import AuthenticationError, MosaicoClient, MosaicoError, SessionLevelErrorPolicy
+from ..protocol import auth, names
+from ..protocol.errors import InvalidArgumentError
 from ..client.security import SecurityConfig
 from ..conversion import ConversionError
 from ..importer import BagImportError, ImportSummary, import_bags
@@ -48,13 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name of the new sequence: letters, digits, '_' and '-', starting with a letter or digit")
     srv = p.add_argument_group("server (default: embedded server on --root)")
     srv.add_argument("--host", metavar="H", help="Mosaico server host; without it an embedded server is used")
-    srv.add_argument("--port", type=int, default=wire.DEFAULT_PORT, metavar="P",
-                     help=f"Mosaico server port (default {wire.DEFAULT_PORT})")
-    srv.add_argument("--api-key", metavar="K", default=env_default(wire.ENV_API_KEY),
+    srv.add_argument("--port", type=int, default=names.DEFAULT_PORT, metavar="P",
+                     help=f"Mosaico server port (default {names.DEFAULT_PORT})")
+    srv.add_argument("--api-key", metavar="K", default=env_default(auth.ENV_API_KEY),
                      help=f"API key with Write permission; only its fingerprint is ever shown "
-                          f"(default: ${wire.ENV_API_KEY}; prefer the variable: arguments are visible to other users)")
-    srv.add_argument("--tls-cert", metavar="PATH", default=env_default(wire.ENV_TLS_CERT_FILE),
-                     help=f"CA certificate (PEM) to trust; enables TLS (default: ${wire.ENV_TLS_CERT_FILE})")
+                          f"(default: ${auth.ENV_API_KEY}; prefer the variable: arguments are visible to other users)")
+    srv.add_argument("--tls-cert", metavar="PATH", default=env_default(auth.ENV_TLS_CERT_FILE),
+                     help=f"CA certificate (PEM) to trust; enables TLS (default: ${auth.ENV_TLS_CERT_FILE})")
     srv.add_argument("--root", metavar="DIR", default=DEFAULT_ROOT,
                      help=f"data directory of the embedded server (default {DEFAULT_ROOT})")
     srv.add_argument("--timeout", type=float, default=5.0, metavar="S", help="connect timeout in seconds (default 5)")
@@ -107,8 +109,8 @@ def run(args: argparse.Namespace, console) -> int:
     metadata = parse_metadata(args.metadata)
     try:
         topic_filter = TopicFilter.of(args.topics, args.exclude)
-        wire.validate_sequence_name(args.sequence)
-    except ValueError as exc:
+        names.validate_sequence_name(args.sequence)
+    except (ValueError, InvalidArgumentError) as exc:
         raise CliError(str(exc), 2) from None
     for name, value in (("--data-connections", args.data_connections), ("--workers", args.workers),
                         ("--max-batch-bytes", args.max_batch_bytes), ("--max-batch-records", args.max_batch_records)):
@@ -168,7 +170,7 @@ def run(args: argparse.Namespace, console) -> int:
         if server is not None:
             console.print(
                 f"data stored in {Path(args.root).resolve()}; serve it with: "
-                f"mosaico_server --root {args.root} --port {wire.DEFAULT_PORT}"
+                f"mosaico_server --root {args.root} --port {names.DEFAULT_PORT}"
             )
         return 0
     finally:
@@ -223,6 +225,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fail(PROG, str(exc), 2)
     except ValueError as exc:
         return fail(PROG, str(exc), 2)
+    except InvalidArgumentError as exc:  # a local check (no call) is bad input; a server refusal is a failed import
+        return fail(PROG, str(exc), 2 if exc.call is None else 1)
     except (MosaicoError, ConnectionError) as exc:
         return fail(PROG, str(exc), 1)
     except KeyboardInterrupt:

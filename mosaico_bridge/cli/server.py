@@ -136,7 +136,7 @@ def _bootstrap_key(root: str, log: logging.Logger) -> int:
 
     try:
         keys = ApiKeyStore(root)
-        api_key, record = keys.create(Permission.MANAGE, "bootstrap key (mosaico_server --bootstrap-key)")
+        api_key, record = keys.create(Permission.Manage, "bootstrap key (mosaico_server --bootstrap-key)")
     except KeyStoreError as exc:
         return _fail(str(exc), 2)
     print(api_key, flush=True)

@@ -20,7 +20,8 @@ from typing import Optional, Sequence
 import pyarrow as pa
 
 from .. import __version__
-from ..client import MosaicoClient, MosaicoError, wire
+from ..client import MosaicoClient, MosaicoError
+from ..protocol import auth, names
 from .common import CliError, env_default, fail, setup_logging
 
 PROG = "spool_upload"
@@ -31,12 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", "'"))
     p.add_argument("spool", metavar="SPOOL_DIR", help="the bridge's spool_dir (default of the node: ./mosaico_spool)")
     p.add_argument("--host", required=True, metavar="H", help="Mosaico server host")
-    p.add_argument("--port", type=int, default=wire.DEFAULT_PORT, metavar="P",
-                   help=f"Mosaico server port (default {wire.DEFAULT_PORT})")
-    p.add_argument("--api-key", metavar="K", default=env_default(wire.ENV_API_KEY),
-                   help=f"API key (default: ${wire.ENV_API_KEY})")
-    p.add_argument("--tls-cert", metavar="PATH", default=env_default(wire.ENV_TLS_CERT_FILE),
-                   help=f"CA certificate (PEM) to trust (default: ${wire.ENV_TLS_CERT_FILE})")
+    p.add_argument("--port", type=int, default=names.DEFAULT_PORT, metavar="P",
+                   help=f"Mosaico server port (default {names.DEFAULT_PORT})")
+    p.add_argument("--api-key", metavar="K", default=env_default(auth.ENV_API_KEY),
+                   help=f"API key (default: ${auth.ENV_API_KEY})")
+    p.add_argument("--tls-cert", metavar="PATH", default=env_default(auth.ENV_TLS_CERT_FILE),
+                   help=f"CA certificate (PEM) to trust (default: ${auth.ENV_TLS_CERT_FILE})")
     p.add_argument("--keep", action="store_true", help="keep the spool files after a successful upload")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -61,7 +62,7 @@ def upload_session(client: MosaicoClient, sequence: str, session_dir: Path) -> d
                 sidecar = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
                 raise CliError(f"{path.with_suffix('.json')}: unreadable sidecar: {exc}") from None
-            _seq, topic = wire.split_topic_locator(sidecar["resource_locator"])
+            _seq, topic = names.split_topic_locator(sidecar["resource_locator"])
             with pa.ipc.open_stream(path) as reader:
                 meta = dict(sidecar.get("user_metadata") or {})
                 meta["_spool_"] = {"reason": sidecar.get("reason", ""), "file": path.name}

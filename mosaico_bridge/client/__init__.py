@@ -1,20 +1,38 @@
 """The Mosaico client of mosaico_bridge: ``from mosaico_bridge.client import MosaicoClient``."""
 
-from .client import MosaicoClient, Notification, ServerInfo
-from .errors import AuthenticationError, MosaicoError, NotFoundError, ServerRefusedError
+from ..protocol.auth import APIKeyPermissionEnum, Permission
+from ..protocol.errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    InvalidArgumentError,
+    LockedError,
+    MosaicoError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
+from ..protocol.messages import Notification
+from .client import MosaicoClient, ServerInfo
+from .errors import ClientError, ServerRefusedError
 from .handlers import SequenceHandler, Session, TopicHandler
-from .security import APIKeyPermissionEnum, APIKeyStatus
+from .security import APIKeyStatus
 from .sequence_writer import SequenceWriter, SessionLevelErrorPolicy
 from .topic_writer import TopicStats, TopicWriter
 
 __all__ = [
     "APIKeyPermissionEnum",
     "APIKeyStatus",
+    "AlreadyExistsError",
     "AuthenticationError",
+    "ClientError",
+    "InvalidArgumentError",
+    "LockedError",
     "MosaicoClient",
     "MosaicoError",
     "NotFoundError",
     "Notification",
+    "Permission",
+    "PermissionDeniedError",
     "SequenceHandler",
     "SequenceWriter",
     "ServerInfo",
@@ -24,4 +42,5 @@ __all__ = [
     "TopicHandler",
     "TopicStats",
     "TopicWriter",
+    "UnauthenticatedError",
 ]

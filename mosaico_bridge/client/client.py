@@ -7,7 +7,8 @@
   record batches;
 * security layer (:mod:`.security`): TLS trust and the API key on every call.
 
-Wire format: the mosaicod 0.7 JSON dialect (:mod:`.wire`, protocol doc §1-§5).
+Wire format: the mosaicod 0.7 JSON dialect (:mod:`mosaico_bridge.protocol`,
+``docs/protocol.md``); design of the layers: ``docs/client.md``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from . import wire
+from ..protocol import auth, names
+from ..protocol import messages as msg
+from ..protocol.descriptors import read_descriptor
+from ..protocol.errors import MosaicoError, NotFoundError
+from ..protocol.messages import Notification
 from .control import ControlConnection
 from .data import DEFAULT_DATA_CONNECTIONS, ConnectionPool
-from .errors import MosaicoError, NotFoundError, ServerRefusedError
 from .handlers import SequenceHandler, TopicHandler
 from .processing import ExecutorPool
 from .security import APIKeyPermissionEnum, APIKeyStatus, SecurityConfig
@@ -32,25 +36,15 @@ log = logging.getLogger("mosaico_bridge.client")
 _SENTINEL = object()
 
 #: Default size of a record batch, in bytes, when the caller gives none: large enough for
-#: Flight to run at full speed (protocol doc: 1-8 MiB batches already reach ~1.5 GB/s on
-#: loopback), small enough to bound memory (``MAX_INFLIGHT_BATCHES`` per topic) and latency.
+#: Flight to run at full speed (1-8 MiB batches already reach ~1.5 GB/s on loopback),
+#: small enough to bound memory (``MAX_INFLIGHT_BATCHES`` per topic) and latency.
 #: Never above the server's limit.
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Notification:
-    """A notification stored by the server (§2). ``created_datetime`` is ISO-8601 text."""
-
-    name: str
-    notification_type: str
-    message: str
-    created_datetime: str
-
-
-@dataclass(frozen=True)
 class ServerInfo:
-    """Reply of the ``info`` action: version and message size limits in bytes (§2)."""
+    """Reply of the ``info`` action: version and message size limits in bytes."""
 
     version: str
     grpc_max_decode_message_size: int
@@ -131,18 +125,11 @@ class MosaicoClient:
         control = ControlConnection(host, port, security, timeout)
         try:
             reply = control.wait_ready(timeout)
-            config = wire.require(
-                reply.get("config"),
-                wire.Action.INFO,
-                "grpc_max_decode_message_size",
-                "grpc_max_encode_message_size",
-                "grpc_target_encode_message_size",
-            )
             info = ServerInfo(
-                version=str(reply["version"]),
-                grpc_max_decode_message_size=int(config["grpc_max_decode_message_size"]),
-                grpc_max_encode_message_size=int(config["grpc_max_encode_message_size"]),
-                grpc_target_encode_message_size=int(config["grpc_target_encode_message_size"]),
+                version=reply.version,
+                grpc_max_decode_message_size=reply.grpc_max_decode_message_size,
+                grpc_max_encode_message_size=reply.grpc_max_encode_message_size,
+                grpc_target_encode_message_size=reply.grpc_target_encode_message_size,
             )
             pool = ConnectionPool(host, port, security, data_connections)
             processing = ExecutorPool(workers)
@@ -179,8 +166,8 @@ class MosaicoClient:
             host,
             port,
             timeout,
-            tls_cert_path=os.environ.get(wire.ENV_TLS_CERT_FILE) or None,
-            api_key=os.environ.get(wire.ENV_API_KEY) or None,
+            tls_cert_path=os.environ.get(auth.ENV_TLS_CERT_FILE) or None,
+            api_key=os.environ.get(auth.ENV_API_KEY) or None,
             **kwargs,
         )
 
@@ -212,14 +199,14 @@ class MosaicoClient:
         return self._info
 
     def version(self) -> str:
-        """Version string of the server (``info`` action, §2)."""
-        reply = wire.require(self._control.do_action(wire.Action.INFO, wire.info_request()), "info", "version")
-        return str(reply["version"])
+        """Version string of the server (``info`` action)."""
+        return msg.InfoResponse.from_dict(self._control.request(msg.InfoRequest())).version
 
     @property
     def max_batch_size_bytes(self) -> int:
-        """Largest record batch the server accepts from this client, in bytes (§1)."""
-        return int(wire.BATCH_SIZE_SHARE * self._info.grpc_max_decode_message_size)
+        """Largest record batch the server accepts from this client, in bytes (90 % of
+        its ``grpc_max_decode_message_size``, ``docs/protocol.md`` § DoPut)."""
+        return int(msg.BATCH_SIZE_SHARE * self._info.grpc_max_decode_message_size)
 
     @property
     def api_key_fingerprint(self) -> Optional[str]:
@@ -262,7 +249,7 @@ class MosaicoClient:
         """A writer that creates the sequence ``sequence_name`` when its ``with`` block starts.
 
         ``max_batch_size_bytes`` defaults to :data:`DEFAULT_BATCH_BYTES` (16 MiB) and is
-        capped at 90 % of the server's decode limit (§1). With ``spool_dir``, record batches
+        capped at 90 % of the server's decode limit. With ``spool_dir``, record batches
         the server can no longer take (stream failed) go to a local Arrow IPC spool there
         instead of being lost (:mod:`.spool`).
 
@@ -290,7 +277,7 @@ class MosaicoClient:
 
     # ------------------------------------------------------------------ reading
     def list_sequences(self) -> list[str]:
-        """Names of all sequences on the server (ListFlights, §4)."""
+        """Names of all sequences on the server (ListFlights)."""
         names = []
         for info in self._control.list_flights():
             path = info.descriptor.path
@@ -299,22 +286,29 @@ class MosaicoClient:
         return names
 
     def sequence_exists(self, sequence_name: str) -> bool:
+        """True if the server holds the sequence.
+
+        Raises:
+            MosaicoError: a refusal other than NotFoundError (e.g. the key lacks Read).
+            ConnectionError: the server is unreachable.
+        """
         try:
-            self._control.get_flight_info(wire.read_descriptor(wire.sequence_locator(sequence_name)))
+            self._control.get_flight_info(read_descriptor(names.sequence_locator(sequence_name)))
             return True
         except NotFoundError:
             return False
 
     def _cached_handler(self, cache: dict, locator: str, build):
         """The cached handler of ``locator``, or ``build(FlightInfo)`` stored in ``cache``;
-        None if the server does not know the resource."""
+        None if the server refuses to describe the resource (not found, or any other
+        refusal, as the Mosaico client design specifies)."""
         with self._lock:
             cached = cache.get(locator)
         if cached is not None:
             return cached
         try:
-            info = self._control.get_flight_info(wire.read_descriptor(locator))
-        except (NotFoundError, ServerRefusedError) as exc:
+            info = self._control.get_flight_info(read_descriptor(locator))
+        except MosaicoError as exc:
             log.debug("%s: %s", locator, exc)
             return None
         handler = build(info)
@@ -327,7 +321,7 @@ class MosaicoClient:
         """Handler of a sequence (cached), or None if the server does not know it."""
         return self._cached_handler(
             self._sequence_handlers,
-            wire.sequence_locator(sequence_name),
+            names.sequence_locator(sequence_name),
             lambda info: SequenceHandler(self._control, info),
         )
 
@@ -335,7 +329,7 @@ class MosaicoClient:
         """Handler of a topic (cached), or None if the server does not know it."""
         return self._cached_handler(
             self._topic_handlers,
-            wire.topic_locator(sequence_name, topic_name),
+            names.topic_locator(sequence_name, topic_name),
             lambda info: TopicHandler(self._control, info.endpoints[0]) if info.endpoints else None,
         )
 
@@ -350,8 +344,8 @@ class MosaicoClient:
     # ------------------------------------------------------------------ deleting
     def sequence_delete(self, sequence_name: str) -> None:
         """Delete a sequence and all its data (needs Delete permission)."""
-        loc = wire.validate_sequence_name(sequence_name)
-        self._control.do_action(wire.Action.SEQUENCE_DELETE, wire.sequence_delete_request(loc))
+        loc = names.validate_sequence_name(sequence_name)
+        self._control.request(msg.SequenceDeleteRequest(loc))
         with self._lock:
             self._sequence_handlers.pop(loc, None)
             for key in [k for k in self._topic_handlers if k.startswith(loc + "/")]:
@@ -359,47 +353,37 @@ class MosaicoClient:
 
     def session_delete(self, session_locator: str) -> None:
         """Delete one session (its topics and data) by its locator, e.g. ``seq:<id>``."""
-        self._control.do_action(wire.Action.SESSION_DELETE, wire.session_delete_request(session_locator))
+        self._control.request(msg.SessionDeleteRequest(session_locator))
         self.clear_sequence_handlers_cache()
         self.clear_topic_handlers_cache()
 
     # ------------------------------------------------------------------ notifications
-    def _notifications(self, action: str, locator: str) -> list[Notification]:
-        reply = self._control.do_action(action, wire.locator_request(locator)) or {}
-        return [
-            Notification(
-                name=str(n.get("name", locator)),
-                notification_type=str(n.get("notification_type", wire.NOTIFICATION_ERROR)),
-                message=str(n.get("msg", "")),
-                created_datetime=str(n.get("created_datetime", "")),
-            )
-            for n in reply.get("notifications", [])
-        ]
+    def _notifications(self, request: msg.LocatorRequest) -> list[Notification]:
+        reply = self._control.request(request)
+        return list(msg.NotificationListResponse.from_dict(reply, request.locator).notifications)
 
     def list_sequence_notifications(self, sequence_name: str) -> list[Notification]:
-        return self._notifications(wire.Action.SEQUENCE_NOTIFICATION_LIST, wire.sequence_locator(sequence_name))
+        """Notifications of a sequence, oldest first."""
+        return self._notifications(msg.SequenceNotificationListRequest(names.sequence_locator(sequence_name)))
 
     def clear_sequence_notifications(self, sequence_name: str) -> None:
-        self._control.do_action(
-            wire.Action.SEQUENCE_NOTIFICATION_PURGE, wire.locator_request(wire.sequence_locator(sequence_name))
-        )
+        self._control.request(msg.SequenceNotificationPurgeRequest(names.sequence_locator(sequence_name)))
 
     def list_topic_notifications(self, sequence_name: str, topic_name: str) -> list[Notification]:
-        return self._notifications(wire.Action.TOPIC_NOTIFICATION_LIST, wire.topic_locator(sequence_name, topic_name))
+        """Notifications of a topic, oldest first."""
+        return self._notifications(msg.TopicNotificationListRequest(names.topic_locator(sequence_name, topic_name)))
 
     def clear_topic_notifications(self, sequence_name: str, topic_name: str) -> None:
-        self._control.do_action(
-            wire.Action.TOPIC_NOTIFICATION_PURGE, wire.locator_request(wire.topic_locator(sequence_name, topic_name))
-        )
+        self._control.request(msg.TopicNotificationPurgeRequest(names.topic_locator(sequence_name, topic_name)))
 
     # ------------------------------------------------------------------ API keys
     @staticmethod
     def _fingerprint_arg(api_key_fingerprint: str) -> str:
         value = str(api_key_fingerprint).strip()
-        whole = wire.api_key_fingerprint(value)
+        whole = auth.api_key_fingerprint(value)
         if whole is not None:  # a whole key was given: use its fingerprint, never send the key
             return whole
-        if not wire.API_KEY_FINGERPRINT_RE.match(value):
+        if not auth.API_KEY_FINGERPRINT_RE.match(value):
             raise ValueError("an API key fingerprint is 8 lowercase hex characters")
         return value
 
@@ -427,14 +411,13 @@ class MosaicoClient:
         level = APIKeyPermissionEnum(permission)
         if expires_at_ns is not None and (isinstance(expires_at_ns, bool) or not isinstance(expires_at_ns, int)):
             raise ValueError("expires_at_ns must be an integer number of nanoseconds since the epoch")
-        reply = self._control.do_action(
-            wire.Action.API_KEY_CREATE, wire.api_key_create_request(level.value, str(description), expires_at_ns)
+        reply = msg.ApiKeyCreateResponse.from_dict(
+            self._control.request(msg.ApiKeyCreateRequest(level.value, str(description), expires_at_ns))
         )
-        api_key = reply.get("api_key") if reply else None
-        if not isinstance(api_key, str) or not api_key:
+        if reply is None or not reply.api_key:
             return None
-        log.info("created API key %s (%s)", wire.api_key_fingerprint(api_key), level.value)
-        return api_key
+        log.info("created API key %s (%s)", auth.api_key_fingerprint(reply.api_key), level.value)
+        return reply.api_key
 
     def api_key_status(self, api_key_fingerprint: Optional[str] = None) -> Optional[APIKeyStatus]:
         """Status of a key (DoAction ``api_key_status``; the caller needs Manage).
@@ -458,7 +441,7 @@ class MosaicoClient:
                 raise ValueError("no API key fingerprint given and the client has no API key")
         else:
             fingerprint = self._fingerprint_arg(api_key_fingerprint)
-        reply = self._control.do_action(wire.Action.API_KEY_STATUS, wire.api_key_fingerprint_request(fingerprint))
+        reply = msg.ApiKeyStatusResponse.from_dict(self._control.request(msg.ApiKeyStatusRequest(fingerprint)))
         return APIKeyStatus.from_response(reply) if reply else None
 
     def api_key_revoke(self, api_key_fingerprint: str) -> None:
@@ -472,7 +455,7 @@ class MosaicoClient:
             AuthenticationError: the client's key is refused or lacks Manage.
         """
         fingerprint = self._fingerprint_arg(api_key_fingerprint)
-        self._control.do_action(wire.Action.API_KEY_REVOKE, wire.api_key_fingerprint_request(fingerprint))
+        self._control.request(msg.ApiKeyRevokeRequest(fingerprint))
         log.info("revoked API key %s", fingerprint)
 
 

@@ -1,7 +1,7 @@
 """Control layer: one dedicated Flight connection for DoAction, GetFlightInfo, ListFlights.
 
 Metadata traffic (create, finalize, delete, list, notifications) never queues behind
-bulk data: the data layer has connections of its own (seed document "Control Layer").
+bulk data: the data layer has connections of its own (the client design's control layer, ``docs/client.md``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any, Iterator, Optional
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from . import wire
-from .errors import AuthenticationError, translate
+from ..protocol import messages as msg
+from ..protocol.errors import AuthenticationError
+from ..protocol.names import location
+from .errors import translate
 from .security import SecurityConfig, tls_failure
 
 log = logging.getLogger("mosaico_bridge.client")
@@ -43,26 +45,34 @@ class ControlConnection:
     def options(self) -> flight.FlightCallOptions:
         return flight.FlightCallOptions(timeout=self.timeout)
 
-    def do_action(self, name: str, payload: dict[str, Any]) -> Optional[dict[str, Any]]:
-        """Run the DoAction ``name`` with a JSON body; return the reply's ``response`` (§2).
+    def request(self, request: msg.Request) -> Optional[dict[str, Any]]:
+        """Send a typed request (DoAction ``request.ACTION``); return the reply's
+        ``response`` object, or None when the server sent none (``docs/protocol.md`` § DoAction).
 
         Raises:
-            ServerRefusedError (or a subclass): the server answered with an error.
+            MosaicoError (a subclass per ErrorKind): the server refused the call.
             ConnectionError: the server is unreachable or the call timed out.
-            wire.WireError: the reply is malformed.
+            MalformedMessageError: the reply is malformed.
+        """
+        return self.do_action(request.ACTION, request.body())
+
+    def do_action(self, name: str, body: bytes) -> Optional[dict[str, Any]]:
+        """Run the DoAction ``name`` with a JSON ``body``; return the reply's ``response``.
+
+        Raises: as :meth:`request`.
         """
         log.debug("DoAction %s", name)
         try:
-            bodies = [r.body.to_pybytes() for r in self._client.do_action(wire.action(name, payload), self.options)]
-        except Exception as exc:  # pyarrow raises several unrelated classes
+            bodies = [r.body.to_pybytes() for r in self._client.do_action(flight.Action(name, body), self.options)]
+        except (flight.FlightError, pa.ArrowException, OSError) as exc:
             raise translate(name, exc) from None
-        return wire.parse_response(name, bodies)
+        return msg.parse_response(name, bodies)
 
-    def wait_ready(self, timeout: float) -> dict[str, Any]:
-        """Poll ``info`` until the server answers or ``timeout`` seconds pass (§1).
+    def wait_ready(self, timeout: float) -> msg.InfoResponse:
+        """Poll ``info`` until the server answers or ``timeout`` seconds pass.
 
         Returns:
-            the ``info`` response.
+            the ``info`` reply.
         Raises:
             AuthenticationError: at once if the server refuses the credentials.
             ConnectionError: if no answer came in time, naming the server and the last
@@ -72,16 +82,17 @@ class ControlConnection:
         """
         start = time.monotonic()
         deadline = start + timeout
-        where = wire.location(self.host, self.port, False).split("://", 1)[1]
+        where = location(self.host, self.port, False).split("://", 1)[1]
         last: BaseException | None = None
         closed_since: float | None = None
         while True:
             try:
-                info = self.do_action(wire.Action.INFO, wire.info_request())
-                return wire.require(info, wire.Action.INFO, "version", "config")
+                return msg.InfoResponse.from_dict(self.request(msg.InfoRequest()))
             except AuthenticationError:
                 raise
-            except Exception as exc:  # any other failure means "not yet"
+            except (ConnectionError, msg.MalformedMessageError, OSError, flight.FlightError) as exc:
+                last = exc  # not yet
+            except Exception as exc:  # noqa: BLE001 - any other refusal also means "not ready yet"
                 last = exc
             now = time.monotonic()
             problem = tls_failure(last, self._security.tls, self._security.tls_cert_path)
@@ -100,26 +111,35 @@ class ControlConnection:
     def get_flight_info(self, descriptor: flight.FlightDescriptor, call: str = "GetFlightInfo") -> flight.FlightInfo:
         try:
             return self._client.get_flight_info(descriptor, self.options)
-        except Exception as exc:
+        except (flight.FlightError, pa.ArrowException, OSError) as exc:
             raise translate(call, exc) from None
 
     def get_schema(self, descriptor: flight.FlightDescriptor) -> pa.Schema:
+        """The schema of a topic (GetSchema).
+
+        pyarrow's client raises a plain OSError, without the gRPC status class, for a
+        refused GetSchema; the refusal is then classified by asking GetFlightInfo for
+        the same descriptor, which fails the same way with a proper status.
+        """
         try:
             return self._client.get_schema(descriptor, self.options).schema
-        except Exception as exc:
+        except flight.FlightError as exc:
+            raise translate("GetSchema", exc) from None
+        except (pa.ArrowException, OSError) as exc:
+            self.get_flight_info(descriptor, "GetSchema")
             raise translate("GetSchema", exc) from None
 
     def list_flights(self) -> Iterator[flight.FlightInfo]:
         try:
             return iter(list(self._client.list_flights(b"", self.options)))
-        except Exception as exc:
+        except (flight.FlightError, pa.ArrowException, OSError) as exc:
             raise translate("ListFlights", exc) from None
 
     def do_get(self, ticket: flight.Ticket) -> flight.FlightStreamReader:
         """Open a DoGet stream (no deadline: a read may be long)."""
         try:
             return self._client.do_get(ticket)
-        except Exception as exc:
+        except (flight.FlightError, pa.ArrowException, OSError) as exc:
             raise translate("DoGet", exc) from None
 
     def close(self) -> None:

@@ -4,8 +4,8 @@ Each :class:`DataConnection` owns one Flight client and one writer thread. A top
 bound to one connection when it is created (round-robin over the pool), and every
 write and the close of its DoPut stream run on that connection's thread, in the order
 they were submitted: record batches of a topic reach the server in order, while
-different topics upload in parallel on different connections (seed document
-"Data Layer").
+different topics upload in parallel on different connections (the client design's
+data layer, ``docs/client.md``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Callable, TypeVar
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from . import wire
+from ..protocol.descriptors import doput_descriptor
 from .errors import translate
 from .security import SecurityConfig
 
@@ -45,14 +45,14 @@ class DataConnection:
     def open_put(
         self, topic_locator: str, topic_uuid: str, schema: pa.Schema
     ) -> tuple[flight.FlightStreamWriter, flight.FlightMetadataReader]:
-        """Open the DoPut stream of one topic (§3 step 4).
+        """Open the DoPut stream of one topic (``docs/protocol.md`` § DoPut).
 
         Raises:
             ServerRefusedError, ConnectionError: if the server refuses or is unreachable.
         """
         try:
-            return self.client.do_put(wire.doput_descriptor(topic_locator, topic_uuid), schema)
-        except Exception as exc:
+            return self.client.do_put(doput_descriptor(topic_locator, topic_uuid), schema)
+        except (flight.FlightError, pa.ArrowException, OSError) as exc:
             raise translate("DoPut", exc) from None
 
     def close(self) -> None:

@@ -1,77 +1,81 @@
-"""Exceptions raised by the Mosaico client, and the translation of Flight errors into them."""
+"""Errors raised by the Mosaico client, and the mapping of Flight errors back to the
+protocol's error classes (``docs/protocol.md`` § Errors).
+
+Every refusal by a server is a :class:`~mosaico_bridge.protocol.MosaicoError` of the class
+its :class:`~mosaico_bridge.protocol.ErrorKind` names; the mapping reads the kind our
+server sends in ``extra_info``, the gRPC status class of the exception, and nothing else
+(never the message text). An unreachable server is a :class:`ConnectionError`.
+"""
 
 from __future__ import annotations
 
-import re
-
+import pyarrow as pa
 import pyarrow.flight as flight
 
-from . import wire
+from ..protocol import errors as perr
+from ..protocol.errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    InternalError,
+    InvalidArgumentError,
+    MosaicoError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
+
+#: Any refusal by the server (the base class of the protocol errors).
+ServerRefusedError = MosaicoError
 
 
-class MosaicoError(Exception):
-    """Base class of the errors raised by :mod:`mosaico_bridge.client`."""
+class ClientError(MosaicoError):
+    """A failure of the client itself rather than a refusal: a topic writer's background
+    error, a spool that cannot be written."""
+
+    kind = perr.ErrorKind.INTERNAL
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
 
 
-class ServerRefusedError(MosaicoError):
-    """The server answered a call with an error.
+def translate(call: str, exc: BaseException) -> BaseException:
+    """Map an error raised by the Flight call ``call`` to the protocol's error class.
 
-    Attributes:
-        call: the DoAction name or Flight call (``"DoPut"``, ``"GetFlightInfo"`` ...).
-        reason: the server's message, without the gRPC boilerplate.
+    Returns:
+        a :class:`MosaicoError` subclass for a refusal (with ``call`` and the server's
+        reason), a :class:`ConnectionError` for an unavailable server or a timeout, and
+        ``exc`` itself for anything that is not a Flight or Arrow error.
     """
-
-    def __init__(self, call: str, reason: str) -> None:
-        super().__init__(f"server refused {call}: {reason}")
-        self.call = call
-        self.reason = reason
-
-
-class NotFoundError(ServerRefusedError):
-    """The resource named by the call does not exist on the server."""
-
-
-class AuthenticationError(ServerRefusedError):
-    """The server refused the API key: missing, malformed, unknown, revoked, expired or too weak."""
-
-
-_BOILERPLATE = [
-    re.compile(r"^Flight returned [a-z ]+ error, with message: ", re.I),
-    re.compile(r"\. Detail: .*$", re.S),
-    re.compile(r"\. gRPC client debug context: .*$", re.S),
-    re.compile(r"\. Client context: .*$", re.S),
-]
-
-
-_AUTH_DETAIL = re.compile(r"\. Detail: (Unauthenticated|Unauthorized)\b")
-
-
-def flight_message(exc: BaseException) -> str:
-    """The server's own words in a Flight error, on one line."""
-    text = str(exc)
-    for pattern in _BOILERPLATE:
-        text = pattern.sub("", text)
-    return " ".join(text.split()) or type(exc).__name__
-
-
-def translate(call: str, exc: BaseException) -> MosaicoError | BaseException:
-    """Map a pyarrow Flight error raised by ``call`` to a :class:`MosaicoError`.
-
-    Unavailable servers stay :class:`ConnectionError`; other exceptions pass unchanged.
-    """
-    reason = flight_message(exc)
-    if isinstance(exc, (flight.FlightUnauthenticatedError, flight.FlightUnauthorizedError)):
-        return AuthenticationError(call, reason)
-    if not isinstance(exc, flight.FlightError) and _AUTH_DETAIL.search(str(exc)):
-        # pyarrow 26 raises a plain OSError for a refused GetSchema; the status is in the text
-        return AuthenticationError(call, reason)
+    if isinstance(exc, MosaicoError):
+        return exc
+    reason = perr.flight_reason(exc)
+    if isinstance(exc, flight.FlightUnauthenticatedError):
+        return UnauthenticatedError(reason, call=call)
+    if isinstance(exc, flight.FlightUnauthorizedError):
+        return PermissionDeniedError(reason, call=call)
     if isinstance(exc, flight.FlightUnavailableError):
         return ConnectionError(f"{call}: server unavailable: {reason}")
     if isinstance(exc, flight.FlightTimedOutError):
         return ConnectionError(f"{call}: timed out: {reason}")
-    if isinstance(exc, flight.FlightError):
-        kind = wire.error_kind(exc)
-        if kind == "not_found" or (kind is None and ("not found" in reason.lower() or "does not exist" in reason.lower())):
-            return NotFoundError(call, reason)
-        return ServerRefusedError(call, reason)
+    kind = perr.kind_of(exc)
+    if kind is not None:
+        return perr.ERROR_CLASSES[kind](reason, call=call)
+    # Servers that send no kind: the gRPC status as pyarrow raises it.
+    if isinstance(exc, pa.ArrowKeyError):  # gRPC NOT_FOUND / ALREADY_EXISTS
+        return NotFoundError(reason, call=call)
+    if isinstance(exc, pa.ArrowInvalid):  # gRPC INVALID_ARGUMENT
+        return InvalidArgumentError(reason, call=call)
+    if isinstance(exc, (flight.FlightError, pa.ArrowException)):
+        return InternalError(reason, call=call)
     return exc
+
+
+__all__ = [
+    "AlreadyExistsError",
+    "AuthenticationError",
+    "ClientError",
+    "MosaicoError",
+    "NotFoundError",
+    "ServerRefusedError",
+    "translate",
+]

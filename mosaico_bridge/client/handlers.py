@@ -1,5 +1,5 @@
-"""Read-side handlers: a sequence or a topic as the server describes it (protocol doc §4),
-and its data as Arrow record batches.
+"""Read-side handlers: a sequence or a topic as the server describes it
+(``docs/protocol.md`` § Read path), and its data as Arrow record batches.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from . import wire
+from ..protocol.descriptors import SequenceMetadata, TopicMetadata, read_descriptor
+from ..protocol.names import split_topic_locator, topic_path
 
 if TYPE_CHECKING:
     from .control import ControlConnection
@@ -27,74 +28,72 @@ class Session:
     topics: tuple[str, ...]
 
 
-def _json(buf: Any) -> dict[str, Any]:
-    raw = buf.to_pybytes() if hasattr(buf, "to_pybytes") else bytes(buf or b"")
-    return wire.decode_body(raw)
-
-
 class TopicHandler:
-    """A stored topic: its metadata (endpoint app_metadata, §4) and its data (DoGet)."""
+    """A stored topic: its metadata (the endpoint's ``app_metadata``) and its data (DoGet).
+
+    Raises (constructor):
+        MalformedMessageError: the endpoint's metadata is not what the protocol describes.
+    """
 
     def __init__(self, control: "ControlConnection", endpoint: flight.FlightEndpoint) -> None:
         self._control = control
         self._endpoint = endpoint
-        meta = _json(endpoint.app_metadata)
-        self._meta = meta
-        self.locator: str = meta["resource_locator"]
-        self.sequence_name, path = wire.split_topic_locator(self.locator)
+        self.metadata = TopicMetadata.from_bytes(endpoint.app_metadata)
+        self.locator: str = self.metadata.resource_locator
+        self.sequence_name, path = split_topic_locator(self.locator)
         self.name = "/" + path
         self._schema: Optional[pa.Schema] = None
 
     @property
     def user_metadata(self) -> dict[str, Any]:
-        return dict(self._meta.get("user_metadata") or {})
+        return dict(self.metadata.user_metadata)
 
     @property
     def ontology_tag(self) -> str:
-        return str(self._meta["ontology_tag"])
+        return self.metadata.ontology_tag
 
     @property
     def serialization_format(self) -> str:
-        return str(self._meta["serialization_format"])
+        return self.metadata.serialization_format
 
     @property
     def locked(self) -> bool:
-        return bool(self._meta.get("locked"))
+        return self.metadata.locked
 
     @property
     def created_timestamp(self) -> int:
-        return int(self._meta["created_at_ns"])
+        """Creation time, ns since the Unix epoch."""
+        return self.metadata.created_at_ns
 
     @property
     def total_size_bytes(self) -> int:
-        return int(self._meta.get("data_info", {}).get("total_bytes", 0))
+        return self.metadata.total_bytes
 
     @property
     def chunks_number(self) -> int:
-        return int(self._meta.get("data_info", {}).get("total_chunks_count", 0))
+        return self.metadata.total_chunks_count
 
     @property
     def row_count(self) -> int:
-        return int(self._meta.get("data_info", {}).get("total_row_count", 0))
-
-    def _interval(self) -> Optional[dict[str, int]]:
-        return (self._meta.get("data_info") or {}).get("interval")
+        return self.metadata.total_row_count
 
     @property
     def timestamp_ns_min(self) -> Optional[int]:
-        iv = self._interval()
-        return int(iv["start_ns"]) if iv else None
+        """First ``timestamp_ns`` stored (ns), None while the topic has no rows."""
+        iv = self.metadata.interval
+        return iv.start_ns if iv else None
 
     @property
     def timestamp_ns_max(self) -> Optional[int]:
-        iv = self._interval()
-        return int(iv["end_ns"]) if iv else None
+        """Last ``timestamp_ns`` stored (ns), None while the topic has no rows."""
+        iv = self.metadata.interval
+        return iv.end_ns if iv else None
 
     @property
     def schema(self) -> pa.Schema:
         """The stored schema: ``timestamp_ns`` then the ontology fields (GetSchema)."""
         if self._schema is None:
-            self._schema = self._control.get_schema(wire.read_descriptor(self.locator))
+            self._schema = self._control.get_schema(read_descriptor(self.locator))
         return self._schema
 
     def iter_batches(
@@ -103,9 +102,7 @@ class TopicHandler:
         """Stream the topic's rows in timestamp order (start inclusive, end exclusive, ns)."""
         ticket = self._endpoint.ticket
         if timestamp_ns_start is not None or timestamp_ns_end is not None:
-            info = self._control.get_flight_info(
-                wire.read_descriptor(self.locator, timestamp_ns_start, timestamp_ns_end)
-            )
+            info = self._control.get_flight_info(read_descriptor(self.locator, timestamp_ns_start, timestamp_ns_end))
             ticket = info.endpoints[0].ticket
         reader = self._control.do_get(ticket)
         for chunk in reader:
@@ -118,34 +115,33 @@ class TopicHandler:
 
 
 class SequenceHandler:
-    """A stored sequence: metadata (FlightInfo app_metadata, §4) and its topics."""
+    """A stored sequence: metadata (the FlightInfo's ``app_metadata``) and its topics.
+
+    Raises (constructor):
+        MalformedMessageError: the metadata is not what the protocol describes.
+    """
 
     def __init__(self, control: "ControlConnection", info: flight.FlightInfo) -> None:
         self._control = control
-        meta = _json(info.app_metadata)
-        self._meta = meta
-        self.name: str = meta["resource_locator"]
-        self._topics = {TopicHandler(control, ep).name: TopicHandler(control, ep) for ep in info.endpoints}
+        self.metadata = SequenceMetadata.from_bytes(info.app_metadata)
+        self.name: str = self.metadata.resource_locator
+        handlers = [TopicHandler(control, ep) for ep in info.endpoints]
+        self._topics = {t.name: t for t in handlers}
 
     @property
     def user_metadata(self) -> dict[str, Any]:
-        return dict(self._meta.get("user_metadata") or {})
+        return dict(self.metadata.user_metadata)
 
     @property
     def created_timestamp(self) -> int:
-        return int(self._meta["created_at_ns"])
+        """Creation time, ns since the Unix epoch."""
+        return self.metadata.created_at_ns
 
     @property
     def sessions(self) -> list[Session]:
         return [
-            Session(
-                locator=s["locator"],
-                created_at_ns=int(s["created_at_ns"]),
-                locked=bool(s["locked"]),
-                completed_at_ns=s.get("completed_at_ns"),
-                topics=tuple(s.get("topics") or ()),
-            )
-            for s in self._meta.get("sessions") or []
+            Session(s.locator, s.created_at_ns, s.locked, s.completed_at_ns, tuple(s.topics))
+            for s in self.metadata.sessions
         ]
 
     @property
@@ -168,9 +164,7 @@ class SequenceHandler:
         return max(values) if values else None
 
     def get_topic_handler(self, topic_name: str) -> Optional[TopicHandler]:
-        name = "/" + wire.topic_path(topic_name)
-        return self._topics.get(name)
+        return self._topics.get("/" + topic_path(topic_name))
 
     def __repr__(self) -> str:
         return f"SequenceHandler(name={self.name!r}, topics={len(self._topics)})"
-

@@ -1,7 +1,7 @@
 """Processing layer: an executor pool that converts messages into Arrow record batches.
 
-Conversion of batch k+1 runs here while the data layer uploads batch k (seed document
-"Processing Layer"). Workers are threads: the heavy parts of conversion (CDR decoding
+Conversion of batch k+1 runs here while the data layer uploads batch k (the client
+design's processing layer, ``docs/client.md``). Workers are threads: the heavy parts of conversion (CDR decoding
 of arrays, Arrow building) and of upload release the GIL.
 """
 

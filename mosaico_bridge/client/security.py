@@ -1,9 +1,9 @@
 """Security layer: TLS trust and API-key credentials attached to every Flight call.
 
-The seed documents make this layer part of the client's lifecycle: with a
+This layer is part of the client's lifecycle (``docs/client.md`` § Security): with a
 ``tls_cert_path`` the client speaks ``grpc+tls`` and trusts that CA; with an
 ``api_key`` every call on the control connection and on every data connection carries
-the header ``mosaico-api-key-token`` (protocol doc §1). The raw key is held only by the
+the header ``mosaico-api-key-token`` (``docs/protocol.md`` § Security). The raw key is held only by the
 middleware factory and never appears in a repr, a log line or an exception message:
 only its fingerprint does.
 """
@@ -14,37 +14,14 @@ import os
 import re
 import ssl
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Optional
 
 import pyarrow.flight as flight
 
-from . import wire
-
-
-class APIKeyPermissionEnum(Enum):
-    """The four permission levels of an API key; each includes the ones before it.
-
-    Read: connect (``info``), list, handlers, reads, notification lists. Write: also
-    sequence, session and topic creation, ``session_finalize``, DoPut, notification
-    create. Delete: also sequence, session and topic deletion, notification purge.
-    Manage: also ``api_key_create`` / ``api_key_status`` / ``api_key_revoke``. The value
-    is the wire name (``"read"`` ...).
-    """
-
-    Read = "read"
-    Write = "write"
-    Delete = "delete"
-    Manage = "manage"
-
-    @property
-    def rank(self) -> int:
-        """0 for Read up to 3 for Manage."""
-        return list(APIKeyPermissionEnum).index(self)
-
-    def allows(self, required: "APIKeyPermissionEnum") -> bool:
-        """True if a key of this level may perform an operation that needs ``required``."""
-        return self.rank >= required.rank
+from ..protocol import auth
+from ..protocol.auth import APIKeyPermissionEnum
+from ..protocol.messages import ApiKeyStatusResponse
+from ..protocol.names import location
 
 
 @dataclass(frozen=True)
@@ -62,14 +39,19 @@ class APIKeyStatus:
     revoked: bool = False
 
     @classmethod
-    def from_response(cls, response: dict[str, Any]) -> "APIKeyStatus":
+    def from_response(cls, response: ApiKeyStatusResponse) -> "APIKeyStatus":
+        """From the typed ``api_key_status`` reply.
+
+        Raises:
+            InvalidArgumentError: the reply names an unknown permission level.
+        """
         return cls(
-            fingerprint=str(response["fingerprint"]),
-            permission=APIKeyPermissionEnum(response["permission"]),
-            description=str(response.get("description", "")),
-            created_at_ns=int(response["created_at_ns"]),
-            expires_at_ns=(int(response["expires_at_ns"]) if response.get("expires_at_ns") is not None else None),
-            revoked=bool(response.get("revoked", False)),
+            fingerprint=response.fingerprint,
+            permission=APIKeyPermissionEnum.from_wire(response.permission),
+            description=response.description,
+            created_at_ns=response.created_at_ns,
+            expires_at_ns=response.expires_at_ns,
+            revoked=response.revoked,
         )
 
 
@@ -141,14 +123,14 @@ class _ApiKeyMiddleware(flight.ClientMiddleware):
         self._header_value = header_value
 
     def sending_headers(self) -> dict[str, list[bytes]]:
-        return {wire.API_KEY_HEADER: [self._header_value]}
+        return {auth.API_KEY_HEADER: [self._header_value]}
 
     def __repr__(self) -> str:
         return "_ApiKeyMiddleware()"
 
 
 class ApiKeyMiddlewareFactory(flight.ClientMiddlewareFactory):
-    """Adds ``mosaico-api-key-token`` to every call made by a Flight client (§1).
+    """Adds ``mosaico-api-key-token`` to every call made by a Flight client (``docs/protocol.md`` § Security).
 
     Surrounding whitespace (a newline read from a file) is removed from the key. Only
     :attr:`fingerprint` (None for a key of another shape) is ever shown.
@@ -165,7 +147,7 @@ class ApiKeyMiddlewareFactory(flight.ClientMiddlewareFactory):
         if not all(0x20 <= ord(ch) < 0x7F for ch in api_key):
             raise ValueError("API key holds characters other than printable ASCII")
         self.__api_key = api_key.encode("ascii")
-        self.fingerprint: Optional[str] = wire.api_key_fingerprint(api_key)
+        self.fingerprint: Optional[str] = auth.api_key_fingerprint(api_key)
 
     def start_call(self, info: flight.CallInfo) -> flight.ClientMiddleware:
         return _ApiKeyMiddleware(self.__api_key)
@@ -213,7 +195,7 @@ class SecurityConfig:
         return self.tls_root_certs is not None
 
     def location(self, host: str, port: int) -> str:
-        return wire.location(host, port, self.tls)
+        return location(host, port, self.tls)
 
     def new_flight_client(self, host: str, port: int) -> flight.FlightClient:
         """A Flight client for ``host:port`` with this layer's TLS trust and credentials."""

@@ -1,6 +1,6 @@
 """SequenceWriter: one write session on a sequence, used inside ``with``.
 
-Call order on the wire (protocol doc §3): ``sequence_create`` (not when updating an
+Call order on the wire (``docs/protocol.md`` § Write path): ``sequence_create`` (not when updating an
 existing sequence), ``session_create``, then per topic ``topic_create`` and a DoPut
 stream; on a clean exit every DoPut stream is ended and ``session_finalize`` sent. On
 an exception the session-level error policy runs:
@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import pyarrow as pa
 
-from . import wire
+from ..protocol import messages as msg
+from ..protocol import names
+from ..protocol.descriptors import TIMESTAMP_FIELD
+from ..protocol.errors import InvalidArgumentError, MosaicoError
 from .spool import Spool
 from .topic_writer import BatchConverter, TopicWriter
 
@@ -58,9 +61,9 @@ class SequenceWriter:
         spool_dir: Optional[str] = None,
     ) -> None:
         self._client = client
-        self.sequence_name = wire.validate_sequence_name(sequence_name)
+        self.sequence_name = names.validate_sequence_name(sequence_name)
         if not isinstance(metadata, Mapping):
-            raise ValueError(f"sequence metadata must be a mapping, got {type(metadata).__name__}")
+            raise InvalidArgumentError(f"sequence metadata must be a mapping, got {type(metadata).__name__}")
         self.metadata = dict(metadata)
         self.on_error = SessionLevelErrorPolicy(on_error)
         self.max_batch_size_bytes = max_batch_size_bytes
@@ -79,15 +82,14 @@ class SequenceWriter:
             raise RuntimeError("a SequenceWriter can be entered only once")
         control = self._client._control
         if self._create_sequence:
-            control.do_action(wire.Action.SEQUENCE_CREATE, wire.sequence_create_request(self.sequence_name, self.metadata))
+            control.request(msg.SequenceCreateRequest(self.sequence_name, self.metadata))
         try:
-            reply = control.do_action(wire.Action.SESSION_CREATE, wire.session_create_request(self.sequence_name))
-            reply = wire.require(reply, wire.Action.SESSION_CREATE, "uuid", "locator")
+            reply = msg.SessionCreateResponse.from_dict(control.request(msg.SessionCreateRequest(self.sequence_name)))
         except BaseException:
             if self._create_sequence:
-                self._quietly(wire.Action.SEQUENCE_DELETE, wire.sequence_delete_request(self.sequence_name))
+                self._quietly(msg.SequenceDeleteRequest(self.sequence_name))
             raise
-        self.session_uuid, self.session_locator = str(reply["uuid"]), str(reply["locator"])
+        self.session_uuid, self.session_locator = reply.uuid, reply.locator
         self._state = "open"
         log.info("sequence %s: session %s open", self.sequence_name, self.session_locator)
         return self
@@ -116,7 +118,7 @@ class SequenceWriter:
         ontology_tag: Optional[str] = None,
         serialization_format: Optional[str] = None,
     ) -> TopicWriter:
-        """Create a topic in this session and open its DoPut stream (§3 step 4).
+        """Create a topic in this session and open its DoPut stream (``docs/protocol.md`` § DoPut).
 
         Give a ``converter`` (schema, ontology tag and serialization format come from
         it, and :meth:`TopicWriter.push` takes serialized messages), or a ``schema``
@@ -125,38 +127,35 @@ class SequenceWriter:
 
         Raises:
             RuntimeError: outside ``with``.
-            ValueError: invalid or duplicate topic name, or a schema without ``timestamp_ns``.
+            InvalidArgumentError: invalid or duplicate topic name, or a schema without ``timestamp_ns``.
             ServerRefusedError, ConnectionError: from the server.
         """
         self._require_open()
-        path = wire.validate_topic_name(topic_name)
+        path = names.validate_topic_name(topic_name)
         if converter is not None:
             schema = converter.schema
             ontology_tag = converter.ontology_tag
             serialization_format = serialization_format or converter.serialization_format
         if schema is None or ontology_tag is None:
-            raise ValueError(f"topic {topic_name}: give a converter, or a schema and an ontology_tag")
-        if len(schema) == 0 or not schema.field(0).equals(wire.TIMESTAMP_FIELD):
-            raise ValueError(f"topic {topic_name}: schema must start with timestamp_ns: int64 not null")
+            raise InvalidArgumentError(f"topic {topic_name}: give a converter, or a schema and an ontology_tag")
+        if len(schema) == 0 or not schema.field(0).equals(TIMESTAMP_FIELD):
+            raise InvalidArgumentError(f"topic {topic_name}: schema must start with timestamp_ns: int64 not null")
         serialization_format = serialization_format or "default"
         with self._lock:
             if topic_name in self._topics:
-                raise ValueError(f"topic {topic_name} already exists in this session")
+                raise InvalidArgumentError(f"topic {topic_name} already exists in this session")
         control = self._client._control
         assert self.session_uuid is not None
-        reply = control.do_action(
-            wire.Action.TOPIC_CREATE,
-            wire.topic_create_request(
-                self.session_uuid, self.sequence_name, path, serialization_format, ontology_tag, metadata
-            ),
+        locator = names.topic_locator(self.sequence_name, path)
+        reply = control.request(
+            msg.TopicCreateRequest(self.session_uuid, locator, serialization_format, ontology_tag, dict(metadata))
         )
-        topic_uuid = str(wire.require(reply, wire.Action.TOPIC_CREATE, "uuid")["uuid"])
-        locator = wire.topic_locator(self.sequence_name, path)
+        topic_uuid = msg.TopicCreateResponse.from_dict(reply).uuid
         connection = self._client._pool.next()
         try:
             stream = connection.open_put(locator, topic_uuid, schema)
         except BaseException:
-            self._quietly(wire.Action.TOPIC_DELETE, wire.topic_delete_request(self.sequence_name, path))
+            self._quietly(msg.TopicDeleteRequest(locator))
             raise
         writer = TopicWriter(
             name=topic_name,
@@ -169,9 +168,7 @@ class SequenceWriter:
             stream=stream,
             max_batch_bytes=self.max_batch_size_bytes,
             max_batch_records=self.max_batch_size_records,
-            notify=lambda msg, loc=locator: self._quietly(
-                wire.Action.TOPIC_NOTIFICATION_CREATE, wire.notification_create_request(loc, msg)
-            ),
+            notify=lambda text, loc=locator: self._quietly(msg.TopicNotificationCreateRequest(loc, text)),
             spool=self.spool.topic(
                 self.sequence_name,
                 self.session_locator or "",
@@ -224,7 +221,7 @@ class SequenceWriter:
             writer.flush()
 
     def finalize(self) -> None:
-        """End every DoPut stream (flushing), then ``session_finalize`` (§3 step 6).
+        """End every DoPut stream (flushing), then ``session_finalize``.
 
         Raises:
             RuntimeError: outside ``with``. MosaicoError: a topic's error or the server's refusal.
@@ -233,9 +230,7 @@ class SequenceWriter:
         for writer in list(self._topics.values()):
             writer.close(flush=True)
         assert self.session_uuid is not None
-        self._client._control.do_action(
-            wire.Action.SESSION_FINALIZE, wire.session_finalize_request(self.session_uuid)
-        )
+        self._client._control.request(msg.SessionFinalizeRequest(self.session_uuid))
         self._state = "finalized"
         log.info("sequence %s: session %s finalized", self.sequence_name, self.session_locator)
 
@@ -249,21 +244,15 @@ class SequenceWriter:
         # lost) and gets an error notification, as the SDK does for both policies.
         for writer in list(self._topics.values()):
             self._quietly_close(writer, flush=not delete)
-            self._quietly(
-                wire.Action.TOPIC_NOTIFICATION_CREATE,
-                wire.notification_create_request(writer.locator, str(writer.error or reason)),
-            )
+            self._quietly(msg.TopicNotificationCreateRequest(writer.locator, str(writer.error or reason)))
         if delete:
-            done = self._quietly(wire.Action.SESSION_DELETE, wire.session_delete_request(self.session_locator or ""))
+            done = self._quietly(msg.SessionDeleteRequest(self.session_locator or ""))
             if self._create_sequence:
-                done = self._quietly(wire.Action.SEQUENCE_DELETE, wire.sequence_delete_request(self.sequence_name))
+                done = self._quietly(msg.SequenceDeleteRequest(self.sequence_name))
             self._state = "deleted" if done else "failed"
         else:
-            self._quietly(
-                wire.Action.SEQUENCE_NOTIFICATION_CREATE,
-                wire.notification_create_request(wire.sequence_locator(self.sequence_name), reason),
-            )
-            done = self._quietly(wire.Action.SESSION_FINALIZE, wire.session_finalize_request(self.session_uuid or ""))
+            self._quietly(msg.SequenceNotificationCreateRequest(self.sequence_name, reason))
+            done = self._quietly(msg.SessionFinalizeRequest(self.session_uuid or ""))
             self._state = "reported" if done else "failed"
         if done:
             log.warning("sequence %s: session %s after error (%s)", self.sequence_name, self._state, reason)
@@ -280,17 +269,17 @@ class SequenceWriter:
         if self._state != "open":
             raise RuntimeError(f"SequenceWriter is {self._state}")
 
-    def _quietly(self, name: str, payload: dict[str, Any]) -> bool:
-        """Run an action; log instead of raising. True if the server accepted it."""
+    def _quietly(self, request: msg.Request) -> bool:
+        """Send a request; log instead of raising. True if the server accepted it."""
         try:
-            self._client._control.do_action(name, payload)
+            self._client._control.request(request)
             return True
-        except Exception as exc:
-            log.error("sequence %s: %s failed: %s", self.sequence_name, name, exc)
+        except (MosaicoError, ConnectionError) as exc:
+            log.error("sequence %s: %s failed: %s", self.sequence_name, request.ACTION, exc)
             return False
 
     def _quietly_close(self, writer: TopicWriter, flush: bool) -> None:
         try:
             writer.close(flush=flush)
-        except Exception as exc:
+        except (MosaicoError, ConnectionError) as exc:
             log.error("topic %s: close failed: %s", writer.locator, exc)

@@ -1,6 +1,6 @@
 """TopicWriter: buffers the messages of one topic, converts them on the processing
 layer, and streams the record batches over the topic's DoPut stream on its data
-connection (protocol doc §3, steps 4-6).
+connection (``docs/protocol.md`` § Write path).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from .data import DataConnection
-from .errors import MosaicoError, translate
+from ..protocol.errors import InvalidArgumentError, MosaicoError
+from .errors import ClientError, translate
 from .processing import ExecutorPool
 from .spool import SpoolFile
 
@@ -167,11 +168,11 @@ class TopicWriter:
         """Queue a record batch already in the topic's schema.
 
         Raises:
-            ValueError: if the batch's schema differs from the topic's.
+            InvalidArgumentError: if the batch's schema differs from the topic's.
             RuntimeError, MosaicoError: as :meth:`push`.
         """
         if not batch.schema.equals(self.schema):
-            raise ValueError(f"topic {self.name}: record batch schema differs from the topic schema")
+            raise InvalidArgumentError(f"topic {self.name}: record batch schema differs from the topic schema")
         with self._lock:
             self._check_open()
             pending = self._take_pending()
@@ -196,7 +197,7 @@ class TopicWriter:
         self._raise_error()
 
     def close(self, flush: bool = True) -> None:
-        """End the DoPut stream: the server then locks the topic (§3 step 6).
+        """End the DoPut stream: the server then locks the topic.
 
         With ``flush=False`` buffered messages that were not yet converted are
         discarded (the Delete policy). Idempotent.
@@ -231,7 +232,7 @@ class TopicWriter:
             err = self._error
             if isinstance(err, MosaicoError):
                 raise err
-            raise MosaicoError(f"topic {self.name}: {err}") from err
+            raise ClientError(f"topic {self.name}: {err}") from err
 
     def _take_pending(self) -> Optional[tuple[list[int], list[Any], list[int]]]:
         if not self._pending_ts:

@@ -1,7 +1,7 @@
 """API keys of the embedded server: generation, salted-hash storage, checks.
 
 A key looks like ``msco_`` + 32 lowercase alphanumerics + ``_`` + 8 hex characters
-(protocol doc §1), for example ``msco_s3l8gcdwuadege3pkhou0k0n2t5omfij_f9010b9e``. The
+(``docs/protocol.md`` § Security), for example ``msco_s3l8gcdwuadege3pkhou0k0n2t5omfij_f9010b9e``. The
 last 8 hex characters are the key's **fingerprint**: random, unique on one server, and
 the only part of a key that is ever logged, shown in an error message or returned by
 ``api_key_status``. The 32 characters before it are the secret (about 165 bits).
@@ -35,7 +35,6 @@ Timestamps are nanoseconds since the Unix epoch (``*_ns``).
 from __future__ import annotations
 
 import contextlib
-import enum
 import hashlib
 import hmac
 import json
@@ -50,7 +49,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from mosaico_bridge.client import wire
+from mosaico_bridge.protocol import auth as pauth
+from mosaico_bridge.protocol.auth import Permission
+from mosaico_bridge.protocol.errors import InvalidArgumentError
 
 try:  # advisory inter-process lock; POSIX only
     import fcntl
@@ -72,34 +73,6 @@ DIGEST_BYTES = 32
 
 _SECRET_ALPHABET = string.ascii_lowercase + string.digits
 _SECRET_LENGTH = 32
-
-
-class Permission(enum.IntEnum):
-    """Permission levels of API keys, each including the ones below it (§1).
-
-    The wire names (``permission`` in ``api_key_create`` and ``api_key_status``) are the
-    lowercase member names: ``read``, ``write``, ``delete``, ``manage``.
-    """
-
-    READ = 1
-    WRITE = 2
-    DELETE = 3
-    MANAGE = 4
-
-    @property
-    def wire_name(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def from_wire(cls, name: Any) -> "Permission":
-        """The level named ``read`` / ``write`` / ``delete`` / ``manage`` (case-insensitive).
-
-        Raises:
-            ValueError: for any other value.
-        """
-        if isinstance(name, str) and name.strip().upper() in cls.__members__:
-            return cls[name.strip().upper()]
-        raise ValueError(f"permission must be one of read, write, delete, manage; got {name!r}")
 
 
 class KeyStoreError(Exception):
@@ -178,7 +151,7 @@ class ApiKeyRecord:
         if not isinstance(item, dict):
             raise ValueError("key record is not an object")
         fingerprint = item.get("fingerprint")
-        if not isinstance(fingerprint, str) or not wire.API_KEY_FINGERPRINT_RE.match(fingerprint):
+        if not isinstance(fingerprint, str) or not pauth.API_KEY_FINGERPRINT_RE.match(fingerprint):
             raise ValueError("key record has no valid fingerprint")
         digest = item.get("hash")
         if not isinstance(digest, dict) or digest.get("kdf") != "scrypt":
@@ -310,7 +283,7 @@ class ApiKeyStore:
             for item in data["keys"]:
                 try:
                     record = ApiKeyRecord.from_json(item)
-                except (ValueError, TypeError) as exc:
+                except (ValueError, TypeError, InvalidArgumentError) as exc:
                     raise KeyStoreError(f"{self._path}: {exc}") from None
                 records[record.fingerprint] = record
         # a key whose record changed (e.g. re-created) must be checked against the new hash
@@ -372,7 +345,7 @@ class ApiKeyStore:
             fingerprint = secrets.token_hex(4)
             while fingerprint in self._records:
                 fingerprint = secrets.token_hex(4)
-            api_key = wire.make_api_key(secret, fingerprint)
+            api_key = pauth.make_api_key(secret, fingerprint)
             record = ApiKeyRecord(
                 fingerprint=fingerprint,
                 permission=permission,
@@ -451,7 +424,7 @@ class ApiKeyStore:
         """
         if not api_key:
             raise AuthenticationFailed("missing")
-        fingerprint = wire.api_key_fingerprint(api_key)
+        fingerprint = pauth.api_key_fingerprint(api_key)
         if fingerprint is None:
             raise AuthenticationFailed("malformed")
         with self._lock:

@@ -4,16 +4,15 @@
 JSON dialect of ``mosaicod`` 0.7, the one the SDK ``mosaicolabs`` 0.7.0 uses, and keeps
 its data in a :class:`~mosaico_bridge.server.store.MosaicoStore` on local disk. Every
 wire string, body, descriptor, ticket and app_metadata goes through
-:mod:`mosaico_bridge.client.wire`. Section numbers refer to
-``shared/docs/mosaico-protocol.md`` (§7 lists the subset a 0.7.0 client needs; this server
-implements it plus deletes, notifications and time-range reads).
+:mod:`mosaico_bridge.protocol` (``docs/protocol.md``; this server implements the subset a
+0.7.0 client needs plus deletes, notifications and time-range reads).
 
 Errors reach the client as :class:`pyarrow.flight.FlightServerError` with a one-line
-message and the :class:`wire.ErrorKind` word in ``extra_info`` (see
-:func:`wire.error_kind`); no Python traceback is sent.
+message and the :class:`~mosaico_bridge.protocol.ErrorKind` word in ``extra_info``; no
+Python traceback is sent.
 
 Access control (:mod:`mosaico_bridge.server.auth`): a server middleware reads the
-header ``mosaico-api-key-token`` of every call (§1), and every Flight call and every
+header ``mosaico-api-key-token`` of every call, and every Flight call and every
 action passes through :meth:`MosaicoServer._authorize` with the permission that
 :data:`ACTION_PERMISSIONS` / :data:`CALL_PERMISSIONS` require. Each level includes the
 ones below it (read < write < delete < manage).
@@ -42,7 +41,17 @@ from typing import Any, Callable, Iterator, Optional
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from mosaico_bridge.client import wire
+from mosaico_bridge.protocol import auth as pauth
+from mosaico_bridge.protocol import descriptors as desc
+from mosaico_bridge.protocol import messages as msg
+from mosaico_bridge.protocol import names
+from mosaico_bridge.protocol.errors import (
+    ErrorKind,
+    MosaicoError,
+    NotFoundError,
+    extra_info,
+)
+from mosaico_bridge.protocol.messages import Action
 from mosaico_bridge.server.auth import (
     ApiKeyRecord,
     ApiKeyStore,
@@ -52,18 +61,18 @@ from mosaico_bridge.server.auth import (
     PermissionDenied,
     UnknownFingerprint,
 )
-from mosaico_bridge.server.store import InvalidArgument, MosaicoStore, NotFound, StoreError
+from mosaico_bridge.server.store import MosaicoStore
 
 logger = logging.getLogger("mosaico_bridge.server")
 
-#: Version announced by the ``info`` action: the mosaicod release whose dialect we speak (§2).
+#: Version announced by the ``info`` action: the mosaicod release whose dialect we speak.
 SERVER_VERSION = "0.7.0"
 
-#: Default largest message the server accepts, in bytes (mosaicod default, §6).
+#: Default largest message the server accepts, in bytes (mosaicod default).
 DEFAULT_MAX_DECODE_MESSAGE_SIZE = 50 * 1024 * 1024
-#: Size DoGet batches aim at, in bytes (mosaicod default, §6).
+#: Size DoGet batches aim at, in bytes (mosaicod default).
 DEFAULT_TARGET_ENCODE_MESSAGE_SIZE = 25 * 1024 * 1024
-#: Most rows in one DoGet batch (mosaicod ``MOSAICOD_MAX_BATCH_SIZE``, §6).
+#: Most rows in one DoGet batch (mosaicod ``MOSAICOD_MAX_BATCH_SIZE``).
 DEFAULT_MAX_BATCH_ROWS = 8192
 
 
@@ -71,58 +80,61 @@ DEFAULT_MAX_BATCH_ROWS = 8192
 AUTH_MIDDLEWARE = "mosaico_api_key"
 
 
-#: Permission each DoAction type requires (SDK 0.7.0 docstrings, §1).
+#: Permission each DoAction type requires (SDK 0.7.0 docstrings).
 ACTION_PERMISSIONS: dict[str, Permission] = {
-    wire.Action.INFO: Permission.READ,
-    wire.Action.SEQUENCE_NOTIFICATION_LIST: Permission.READ,
-    wire.Action.TOPIC_NOTIFICATION_LIST: Permission.READ,
-    wire.Action.SEQUENCE_CREATE: Permission.WRITE,
-    wire.Action.SESSION_CREATE: Permission.WRITE,
-    wire.Action.TOPIC_CREATE: Permission.WRITE,
-    wire.Action.SESSION_FINALIZE: Permission.WRITE,
-    wire.Action.SEQUENCE_NOTIFICATION_CREATE: Permission.WRITE,
-    wire.Action.TOPIC_NOTIFICATION_CREATE: Permission.WRITE,
-    wire.Action.SEQUENCE_DELETE: Permission.DELETE,
-    wire.Action.SESSION_DELETE: Permission.DELETE,
-    wire.Action.TOPIC_DELETE: Permission.DELETE,
-    wire.Action.SEQUENCE_NOTIFICATION_PURGE: Permission.DELETE,
-    wire.Action.TOPIC_NOTIFICATION_PURGE: Permission.DELETE,
-    wire.Action.API_KEY_CREATE: Permission.MANAGE,
-    wire.Action.API_KEY_STATUS: Permission.MANAGE,
-    wire.Action.API_KEY_REVOKE: Permission.MANAGE,
+    Action.INFO: Permission.Read,
+    Action.SEQUENCE_NOTIFICATION_LIST: Permission.Read,
+    Action.TOPIC_NOTIFICATION_LIST: Permission.Read,
+    Action.SEQUENCE_CREATE: Permission.Write,
+    Action.SESSION_CREATE: Permission.Write,
+    Action.TOPIC_CREATE: Permission.Write,
+    Action.SESSION_FINALIZE: Permission.Write,
+    Action.SEQUENCE_NOTIFICATION_CREATE: Permission.Write,
+    Action.TOPIC_NOTIFICATION_CREATE: Permission.Write,
+    Action.SEQUENCE_DELETE: Permission.Delete,
+    Action.SESSION_DELETE: Permission.Delete,
+    Action.TOPIC_DELETE: Permission.Delete,
+    Action.SEQUENCE_NOTIFICATION_PURGE: Permission.Delete,
+    Action.TOPIC_NOTIFICATION_PURGE: Permission.Delete,
+    Action.QUERY: Permission.Read,
+    Action.TOPIC_FILTER_CLUSTERIZE: Permission.Read,
+    Action.TOPIC_FILTER_INTERSECT: Permission.Read,
+    Action.API_KEY_CREATE: Permission.Manage,
+    Action.API_KEY_STATUS: Permission.Manage,
+    Action.API_KEY_REVOKE: Permission.Manage,
 }
 
 #: Permission each Flight call requires; DoAction is checked per action type instead
 #: (an action this server does not know needs Read, so that only a valid key learns so).
 CALL_PERMISSIONS: dict[str, Permission] = {
-    "ListFlights": Permission.READ,
-    "GetFlightInfo": Permission.READ,
-    "GetSchema": Permission.READ,
-    "DoGet": Permission.READ,
-    "ListActions": Permission.READ,
-    "DoExchange": Permission.READ,
-    "DoPut": Permission.WRITE,
+    "ListFlights": Permission.Read,
+    "GetFlightInfo": Permission.Read,
+    "GetSchema": Permission.Read,
+    "DoGet": Permission.Read,
+    "ListActions": Permission.Read,
+    "DoExchange": Permission.Read,
+    "DoPut": Permission.Write,
 }
 
 _ACTION_DESCRIPTIONS: dict[str, str] = {
-    wire.Action.INFO: "server version and gRPC size limits",
-    wire.Action.SEQUENCE_CREATE: "create a sequence {locator, user_metadata}",
-    wire.Action.SEQUENCE_DELETE: "delete a sequence and all its data {locator}",
-    wire.Action.SESSION_CREATE: "open a session {locator} -> {uuid, locator}",
-    wire.Action.SESSION_FINALIZE: "finalize (lock) a session {session_uuid}",
-    wire.Action.SESSION_DELETE: "delete an unlocked session {locator}",
-    wire.Action.TOPIC_CREATE: "create a topic {session_uuid, locator, serialization_format, ontology_tag, user_metadata} -> {uuid}",
-    wire.Action.TOPIC_DELETE: "delete an unlocked topic {locator}",
-    wire.Action.SEQUENCE_NOTIFICATION_CREATE: "store a sequence notification {locator, notification_type, msg}",
-    wire.Action.SEQUENCE_NOTIFICATION_LIST: "list sequence notifications {locator}",
-    wire.Action.SEQUENCE_NOTIFICATION_PURGE: "delete sequence notifications {locator}",
-    wire.Action.TOPIC_NOTIFICATION_CREATE: "store a topic notification {locator, notification_type, msg}",
-    wire.Action.TOPIC_NOTIFICATION_LIST: "list topic notifications {locator}",
-    wire.Action.TOPIC_NOTIFICATION_PURGE: "delete topic notifications {locator}",
-    wire.Action.API_KEY_CREATE: "create an API key {permission, description, expires_at_ns?} -> {api_key}",
-    wire.Action.API_KEY_STATUS: "status of an API key {fingerprint} -> {fingerprint, permission, description, "
+    Action.INFO: "server version and gRPC size limits",
+    Action.SEQUENCE_CREATE: "create a sequence {locator, user_metadata}",
+    Action.SEQUENCE_DELETE: "delete a sequence and all its data {locator}",
+    Action.SESSION_CREATE: "open a session {locator} -> {uuid, locator}",
+    Action.SESSION_FINALIZE: "finalize (lock) a session {session_uuid}",
+    Action.SESSION_DELETE: "delete an unlocked session {locator}",
+    Action.TOPIC_CREATE: "create a topic {session_uuid, locator, serialization_format, ontology_tag, user_metadata} -> {uuid}",
+    Action.TOPIC_DELETE: "delete an unlocked topic {locator}",
+    Action.SEQUENCE_NOTIFICATION_CREATE: "store a sequence notification {locator, notification_type, msg}",
+    Action.SEQUENCE_NOTIFICATION_LIST: "list sequence notifications {locator}",
+    Action.SEQUENCE_NOTIFICATION_PURGE: "delete sequence notifications {locator}",
+    Action.TOPIC_NOTIFICATION_CREATE: "store a topic notification {locator, notification_type, msg}",
+    Action.TOPIC_NOTIFICATION_LIST: "list topic notifications {locator}",
+    Action.TOPIC_NOTIFICATION_PURGE: "delete topic notifications {locator}",
+    Action.API_KEY_CREATE: "create an API key {permission, description, expires_at_ns?} -> {api_key}",
+    Action.API_KEY_STATUS: "status of an API key {fingerprint} -> {fingerprint, permission, description, "
     "created_at_ns, expires_at_ns, revoked}",
-    wire.Action.API_KEY_REVOKE: "revoke an API key {fingerprint}",
+    Action.API_KEY_REVOKE: "revoke an API key {fingerprint}",
 }
 
 
@@ -143,7 +155,7 @@ class _ApiKeyCall(flight.ServerMiddleware):
 
     @property
     def fingerprint(self) -> Optional[str]:
-        return wire.api_key_fingerprint(self._api_key) if self._api_key else None
+        return pauth.api_key_fingerprint(self._api_key) if self._api_key else None
 
     def __repr__(self) -> str:
         return f"_ApiKeyCall(fingerprint={self.fingerprint!r})"
@@ -168,7 +180,7 @@ class ApiKeyServerMiddlewareFactory(flight.ServerMiddlewareFactory):
         self._check = check
 
     def start_call(self, info: flight.CallInfo, headers: dict) -> _ApiKeyCall:
-        values = headers.get(wire.API_KEY_HEADER) or []
+        values = headers.get(pauth.API_KEY_HEADER) or []
         keys = {v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values}
         api_key = None if not keys else keys.pop() if len(keys) == 1 else _SEVERAL_KEYS
         if info.method == flight.FlightMethod.GET_SCHEMA:
@@ -176,8 +188,8 @@ class ApiKeyServerMiddlewareFactory(flight.ServerMiddlewareFactory):
         return _ApiKeyCall(api_key)
 
 
-def _flight_error(kind: str, message: str) -> flight.FlightServerError:
-    return flight.FlightServerError(message, extra_info=wire.error_extra_info(kind))
+def _flight_error(kind: ErrorKind, message: str) -> flight.FlightServerError:
+    return flight.FlightServerError(message, extra_info=extra_info(kind))
 
 
 @contextlib.contextmanager
@@ -187,15 +199,12 @@ def _translated(call: str) -> Iterator[None]:
         yield
     except flight.FlightError:
         raise
-    except StoreError as exc:
+    except MosaicoError as exc:
         logger.info("%s refused: %s", call, exc)
-        raise _flight_error(exc.kind, str(exc)) from None
-    except ValueError as exc:  # includes wire.WireError
-        logger.info("%s refused: %s", call, exc)
-        raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - last resort: log here, send one line
+        raise _flight_error(exc.kind, exc.reason) from None
+    except Exception:  # noqa: BLE001 - the server's boundary: log here, send one line, no detail
         logger.exception("%s failed", call)
-        raise _flight_error(wire.ErrorKind.INTERNAL, f"internal server error: {type(exc).__name__}: {exc}") from None
+        raise _flight_error(ErrorKind.INTERNAL, f"internal server error in {call}") from None
 
 
 class MosaicoServer(flight.FlightServerBase):
@@ -209,7 +218,7 @@ class MosaicoServer(flight.FlightServerBase):
         host: interface to bind; ``port=0`` picks a free port (see :attr:`port`).
         max_decode_message_size: largest record batch or action body accepted, in bytes.
             Announced by ``info`` as ``grpc_max_decode_message_size``; the SDK sizes its
-            DoPut batches to 90 % of it (§1). pyarrow does not let us set gRPC's own
+            DoPut batches to 90 % of it. pyarrow does not let us set gRPC's own
             receive limit (it leaves it unlimited), so the server checks each message itself.
         tls_certificates: list of ``(cert_pem, key_pem)`` pairs (PEM bytes, or
             :class:`pyarrow.flight.CertKeyPair`); enables ``grpc+tls``.
@@ -233,7 +242,7 @@ class MosaicoServer(flight.FlightServerBase):
         self,
         root: str | os.PathLike | MosaicoStore,
         host: str = "127.0.0.1",
-        port: int = wire.DEFAULT_PORT,
+        port: int = names.DEFAULT_PORT,
         *,
         max_decode_message_size: int = DEFAULT_MAX_DECODE_MESSAGE_SIZE,
         tls_certificates: Optional[list] = None,
@@ -259,24 +268,24 @@ class MosaicoServer(flight.FlightServerBase):
         self._thread: Optional[threading.Thread] = None
         self._stopper: Optional[threading.Thread] = None
         self._stop_lock = threading.Lock()
-        self._actions: dict[str, Callable[[dict], Optional[dict]]] = {
-            wire.Action.INFO: self._act_info,
-            wire.Action.SEQUENCE_CREATE: self._act_sequence_create,
-            wire.Action.SEQUENCE_DELETE: self._act_sequence_delete,
-            wire.Action.SESSION_CREATE: self._act_session_create,
-            wire.Action.SESSION_FINALIZE: self._act_session_finalize,
-            wire.Action.SESSION_DELETE: self._act_session_delete,
-            wire.Action.TOPIC_CREATE: self._act_topic_create,
-            wire.Action.TOPIC_DELETE: self._act_topic_delete,
-            wire.Action.SEQUENCE_NOTIFICATION_CREATE: self._act_sequence_notification_create,
-            wire.Action.SEQUENCE_NOTIFICATION_LIST: self._act_sequence_notification_list,
-            wire.Action.SEQUENCE_NOTIFICATION_PURGE: self._act_sequence_notification_purge,
-            wire.Action.TOPIC_NOTIFICATION_CREATE: self._act_topic_notification_create,
-            wire.Action.TOPIC_NOTIFICATION_LIST: self._act_topic_notification_list,
-            wire.Action.TOPIC_NOTIFICATION_PURGE: self._act_topic_notification_purge,
-            wire.Action.API_KEY_CREATE: self._act_api_key_create,
-            wire.Action.API_KEY_STATUS: self._act_api_key_status,
-            wire.Action.API_KEY_REVOKE: self._act_api_key_revoke,
+        self._actions: dict[str, Callable[[Any], Optional[dict]]] = {
+            Action.INFO: self._act_info,
+            Action.SEQUENCE_CREATE: self._act_sequence_create,
+            Action.SEQUENCE_DELETE: self._act_sequence_delete,
+            Action.SESSION_CREATE: self._act_session_create,
+            Action.SESSION_FINALIZE: self._act_session_finalize,
+            Action.SESSION_DELETE: self._act_session_delete,
+            Action.TOPIC_CREATE: self._act_topic_create,
+            Action.TOPIC_DELETE: self._act_topic_delete,
+            Action.SEQUENCE_NOTIFICATION_CREATE: self._act_sequence_notification_create,
+            Action.SEQUENCE_NOTIFICATION_LIST: self._act_sequence_notification_list,
+            Action.SEQUENCE_NOTIFICATION_PURGE: self._act_sequence_notification_purge,
+            Action.TOPIC_NOTIFICATION_CREATE: self._act_topic_notification_create,
+            Action.TOPIC_NOTIFICATION_LIST: self._act_topic_notification_list,
+            Action.TOPIC_NOTIFICATION_PURGE: self._act_topic_notification_purge,
+            Action.API_KEY_CREATE: self._act_api_key_create,
+            Action.API_KEY_STATUS: self._act_api_key_status,
+            Action.API_KEY_REVOKE: self._act_api_key_revoke,
         }
         if tls_certificates:
             tls_certificates = [
@@ -285,7 +294,7 @@ class MosaicoServer(flight.FlightServerBase):
         all_middleware = dict(middleware or {})
         all_middleware[AUTH_MIDDLEWARE] = ApiKeyServerMiddlewareFactory(self._check)
         super().__init__(
-            wire.location(host, int(port), self._tls),
+            names.location(host, int(port), self._tls),
             tls_certificates=tls_certificates,
             middleware=all_middleware,
         )
@@ -314,8 +323,8 @@ class MosaicoServer(flight.FlightServerBase):
 
     @property
     def location(self) -> str:
-        """Flight URI of the server, e.g. ``grpc://127.0.0.1:6726`` (§1)."""
-        return wire.location(self._host, self.port, self._tls)
+        """Flight URI of the server, e.g. ``grpc://127.0.0.1:6726``."""
+        return names.location(self._host, self.port, self._tls)
 
     @property
     def api_keys(self) -> ApiKeyStore:
@@ -375,11 +384,11 @@ class MosaicoServer(flight.FlightServerBase):
             kwargs["disable_server_verification"] = True
         deadline = time.monotonic() + timeout
         last: Optional[BaseException] = None
-        with flight.FlightClient(wire.location(connect_host, self.port, self._tls), **kwargs) as client:
+        with flight.FlightClient(names.location(connect_host, self.port, self._tls), **kwargs) as client:
             while time.monotonic() < deadline:
                 try:
                     options = flight.FlightCallOptions(timeout=max(0.1, deadline - time.monotonic()))
-                    list(client.do_action(wire.action(wire.Action.INFO, wire.info_request()), options))
+                    list(client.do_action(flight.Action(Action.INFO, msg.InfoRequest().body()), options))
                     return
                 except (flight.FlightUnauthenticatedError, flight.FlightUnauthorizedError):
                     return  # it answered: it is up, it just wants a key
@@ -433,7 +442,7 @@ class MosaicoServer(flight.FlightServerBase):
                 (gRPC PERMISSION_DENIED).
             pyarrow.flight.FlightServerError: the keys file cannot be read.
         """
-        if not self._require_api_key and required < Permission.MANAGE:
+        if not self._require_api_key and required < Permission.Manage:
             return None
         try:
             return self._keys.authorize(api_key, required, call)
@@ -445,7 +454,7 @@ class MosaicoServer(flight.FlightServerBase):
             raise flight.FlightUnauthorizedError(str(exc)) from None
         except KeyStoreError as exc:
             logger.error("%s refused: %s", call, exc)
-            raise _flight_error(wire.ErrorKind.INTERNAL, "the server cannot read its API keys") from None
+            raise _flight_error(ErrorKind.INTERNAL, "the server cannot read its API keys") from None
 
     def _authorize(self, context: flight.ServerCallContext, required: Permission, call: str) -> Optional[ApiKeyRecord]:
         """Check that the caller of ``call`` holds ``required`` (see :meth:`_check`).
@@ -466,155 +475,134 @@ class MosaicoServer(flight.FlightServerBase):
         name = action.type
         with _translated(f"DoAction {name}"):
             required = ACTION_PERMISSIONS.get(name)
-            self._authorize(context, required or Permission.READ, name if required else "DoAction")
+            self._authorize(context, required or Permission.Read, name if required else "DoAction")
             if required is None:
-                raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, f"unknown action `{name}`")
+                raise _flight_error(ErrorKind.INVALID_ARGUMENT, f"unknown action `{name}`")
             handler = self._actions.get(name)
             if handler is None:
-                raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, f"action `{name}` is not supported by this server")
+                raise _flight_error(ErrorKind.INVALID_ARGUMENT, f"action `{name}` is not supported by this server")
             body = action.body
             if body is not None and body.size > self._max_decode:
                 raise _flight_error(
-                    wire.ErrorKind.TOO_LARGE,
+                    ErrorKind.TOO_LARGE,
                     f"action body of {body.size} bytes exceeds the limit of {self._max_decode} bytes",
                 )
-            payload = wire.parse_request(name, body.to_pybytes() if body is not None else b"")
-            response = handler(payload)
-            return [wire.response_envelope(name, response)]
+            request = msg.parse_request(name, body.to_pybytes() if body is not None else b"")
+            response = handler(request)
+            return [msg.response_envelope(name, response)]
 
-    def _act_info(self, payload: dict) -> dict:
-        return wire.info_response(SERVER_VERSION, self._max_decode, self._max_encode, self._target_encode)
+    def _act_info(self, req: msg.InfoRequest) -> dict:
+        return msg.InfoResponse(SERVER_VERSION, self._max_decode, self._max_encode, self._target_encode).to_dict()
 
-    def _act_sequence_create(self, payload: dict) -> None:
-        self._store.create_sequence(payload["locator"], payload["user_metadata"])
-        return None
+    def _act_sequence_create(self, req: msg.SequenceCreateRequest) -> None:
+        self._store.create_sequence(req.locator, req.user_metadata)
 
-    def _act_sequence_delete(self, payload: dict) -> None:
-        self._store.delete_sequence(payload["locator"])
-        return None
+    def _act_sequence_delete(self, req: msg.SequenceDeleteRequest) -> None:
+        self._store.delete_sequence(req.locator)
 
-    def _act_session_create(self, payload: dict) -> dict:
-        session = self._store.create_session(payload["locator"])
-        return wire.session_create_response(session.uuid, session.locator)
+    def _act_session_create(self, req: msg.SessionCreateRequest) -> dict:
+        session = self._store.create_session(req.locator)
+        return msg.SessionCreateResponse(session.uuid, session.locator).to_dict()
 
-    def _act_session_finalize(self, payload: dict) -> None:
-        self._store.finalize_session(payload["session_uuid"])
-        return None
+    def _act_session_finalize(self, req: msg.SessionFinalizeRequest) -> None:
+        self._store.finalize_session(req.session_uuid)
 
-    def _act_session_delete(self, payload: dict) -> None:
-        self._store.delete_session(payload["locator"])
-        return None
+    def _act_session_delete(self, req: msg.SessionDeleteRequest) -> None:
+        self._store.delete_session(req.locator)
 
-    def _act_topic_create(self, payload: dict) -> dict:
+    def _act_topic_create(self, req: msg.TopicCreateRequest) -> dict:
         topic = self._store.create_topic(
-            payload["session_uuid"],
-            payload["locator"],
-            payload["serialization_format"],
-            payload["ontology_tag"],
-            payload["user_metadata"],
+            req.session_uuid, req.locator, req.serialization_format, req.ontology_tag, req.user_metadata
         )
-        return wire.topic_create_response(topic.uuid)
+        return msg.TopicCreateResponse(topic.uuid).to_dict()
 
-    def _act_topic_delete(self, payload: dict) -> None:
-        self._store.delete_topic(payload["locator"])
-        return None
+    def _act_topic_delete(self, req: msg.TopicDeleteRequest) -> None:
+        self._store.delete_topic(req.locator)
 
-    def _act_sequence_notification_create(self, payload: dict) -> None:
-        self._store.add_sequence_notification(payload["locator"], payload["notification_type"], payload["msg"])
-        return None
+    def _act_sequence_notification_create(self, req: msg.SequenceNotificationCreateRequest) -> None:
+        self._store.add_sequence_notification(req.locator, req.notification_type, req.msg)
 
-    def _act_sequence_notification_list(self, payload: dict) -> dict:
-        items = self._store.list_sequence_notifications(payload["locator"])
-        return wire.notifications_response(
-            [wire.notification_entry(n.name, n.notification_type, n.msg, n.created_at_ns) for n in items]
-        )
+    @staticmethod
+    def _notification_list(items: list) -> dict:
+        return msg.NotificationListResponse(
+            tuple(
+                msg.Notification(n.name, n.notification_type, n.msg, msg.notification_datetime(n.created_at_ns))
+                for n in items
+            )
+        ).to_dict()
 
-    def _act_sequence_notification_purge(self, payload: dict) -> None:
-        self._store.purge_sequence_notifications(payload["locator"])
-        return None
+    def _act_sequence_notification_list(self, req: msg.SequenceNotificationListRequest) -> dict:
+        return self._notification_list(self._store.list_sequence_notifications(req.locator))
 
-    def _act_topic_notification_create(self, payload: dict) -> None:
-        self._store.add_topic_notification(payload["locator"], payload["notification_type"], payload["msg"])
-        return None
+    def _act_sequence_notification_purge(self, req: msg.SequenceNotificationPurgeRequest) -> None:
+        self._store.purge_sequence_notifications(req.locator)
 
-    def _act_topic_notification_list(self, payload: dict) -> dict:
-        items = self._store.list_topic_notifications(payload["locator"])
-        return wire.notifications_response(
-            [wire.notification_entry(n.name, n.notification_type, n.msg, n.created_at_ns) for n in items]
-        )
+    def _act_topic_notification_create(self, req: msg.TopicNotificationCreateRequest) -> None:
+        self._store.add_topic_notification(req.locator, req.notification_type, req.msg)
 
-    def _act_topic_notification_purge(self, payload: dict) -> None:
-        self._store.purge_topic_notifications(payload["locator"])
-        return None
+    def _act_topic_notification_list(self, req: msg.TopicNotificationListRequest) -> dict:
+        return self._notification_list(self._store.list_topic_notifications(req.locator))
+
+    def _act_topic_notification_purge(self, req: msg.TopicNotificationPurgeRequest) -> None:
+        self._store.purge_topic_notifications(req.locator)
 
     # API keys: the handlers run after _authorize has checked for a Manage key.
 
-    @staticmethod
-    def _fingerprint_arg(payload: dict) -> str:
-        fingerprint = payload["fingerprint"]
-        if not wire.API_KEY_FINGERPRINT_RE.match(fingerprint):
-            # never echo the value: it may be a whole key sent by mistake
-            raise InvalidArgument("fingerprint must be 8 lowercase hex characters")
-        return fingerprint
+    def _act_api_key_create(self, req: msg.ApiKeyCreateRequest) -> dict:
+        permission = Permission.from_wire(req.permission)
+        api_key, _record = self._keys.create(permission, req.description, req.expires_at_ns)
+        return msg.ApiKeyCreateResponse(api_key).to_dict()
 
-    def _act_api_key_create(self, payload: dict) -> dict:
+    def _act_api_key_status(self, req: msg.ApiKeyStatusRequest) -> dict:
         try:
-            permission = Permission.from_wire(payload["permission"])
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
-        expires_at_ns = payload["expires_at_ns"]
-        if isinstance(expires_at_ns, bool):
-            raise InvalidArgument("expires_at_ns must be an integer number of nanoseconds")
-        api_key, _record = self._keys.create(permission, payload["description"], expires_at_ns)
-        return wire.api_key_create_response(api_key)
-
-    def _act_api_key_status(self, payload: dict) -> dict:
-        try:
-            record = self._keys.get(self._fingerprint_arg(payload))
+            record = self._keys.get(pauth.validate_fingerprint(req.fingerprint))
         except UnknownFingerprint as exc:
-            raise NotFound(str(exc)) from None
-        return wire.api_key_status_response(**record.status())
+            raise NotFoundError(str(exc)) from None
+        return msg.ApiKeyStatusResponse(**record.status()).to_dict()
 
-    def _act_api_key_revoke(self, payload: dict) -> None:
+    def _act_api_key_revoke(self, req: msg.ApiKeyRevokeRequest) -> None:
         try:
-            self._keys.revoke(self._fingerprint_arg(payload))
+            self._keys.revoke(pauth.validate_fingerprint(req.fingerprint))
         except UnknownFingerprint as exc:
-            raise NotFound(str(exc)) from None
-        return None
+            raise NotFoundError(str(exc)) from None
 
-    # ------------------------------------------------------------------ read path (§4)
+    # ------------------------------------------------------------------ read path
 
     def _sequence_metadata(self, name: str) -> tuple[Any, bytes]:
         seq = self._store.get_sequence(name)
-        sessions = [
-            wire.session_app_metadata(s.locator, s.created_at_ns, s.locked, list(s.topics), s.completed_at_ns)
+        sessions = tuple(
+            desc.SessionMetadata(s.locator, s.created_at_ns, s.locked, tuple(s.topics), s.completed_at_ns)
             for s in seq.sessions
-        ]
-        return seq, wire.sequence_app_metadata(seq.locator, seq.created_at_ns, seq.user_metadata, sessions)
+        )
+        meta = desc.SequenceMetadata(seq.locator, seq.created_at_ns, dict(seq.user_metadata), sessions)
+        return seq, meta.to_bytes()
 
-    def _topic_endpoint(self, topic, cmd: wire.ResourceCommand) -> flight.FlightEndpoint:
+    def _topic_endpoint(self, topic, cmd: desc.ResourceCommand) -> flight.FlightEndpoint:
         interval = None
         if topic.min_timestamp_ns is not None and topic.max_timestamp_ns is not None:
             interval = (topic.min_timestamp_ns, topic.max_timestamp_ns)
         window = None
         if cmd.timestamp_ns_start is not None or cmd.timestamp_ns_end is not None:
             window = self._store.window_stats(topic.locator, cmd.timestamp_ns_start, cmd.timestamp_ns_end)
-        meta = wire.topic_app_metadata(
-            topic.locator,
-            topic.created_at_ns,
-            topic.locked,
-            topic.ontology_tag,
-            topic.serialization_format,
-            topic.user_metadata,
-            topic.total_bytes,
-            topic.chunk_count,
-            topic.row_count,
-            interval,
+        window_interval, window_rows = window if window is not None else (None, 0)
+        meta = desc.TopicMetadata(
+            resource_locator=topic.locator,
+            created_at_ns=topic.created_at_ns,
+            locked=topic.locked,
+            ontology_tag=topic.ontology_tag,
+            serialization_format=topic.serialization_format,
+            user_metadata=dict(topic.user_metadata),
+            total_bytes=topic.total_bytes,
+            total_chunks_count=topic.chunk_count,
+            total_row_count=topic.row_count,
+            interval=desc.TimeInterval(*interval) if interval is not None else None,
             completed_at_ns=topic.completed_at_ns,
-            time_window=window,
-        )
-        ticket = wire.make_ticket(
-            wire.ResourceCommand(
+            has_window=window is not None,
+            window_interval=desc.TimeInterval(*window_interval) if window_interval is not None else None,
+            window_row_count=window_rows,
+        ).to_bytes()
+        ticket = desc.make_ticket(
+            desc.ResourceCommand(
                 resource_locator=topic.locator,
                 timestamp_ns_start=cmd.timestamp_ns_start,
                 timestamp_ns_end=cmd.timestamp_ns_end,
@@ -629,7 +617,7 @@ class MosaicoServer(flight.FlightServerBase):
             for name in self._store.sequence_names():
                 try:
                     seq, meta = self._sequence_metadata(name)
-                except StoreError:  # deleted meanwhile
+                except NotFoundError:  # deleted meanwhile
                     continue
                 total_rows = sum(t.row_count for t in seq.topics)
                 total_bytes = sum(t.total_bytes for t in seq.topics)
@@ -648,7 +636,7 @@ class MosaicoServer(flight.FlightServerBase):
     def get_flight_info(self, context, descriptor):
         with _translated("GetFlightInfo"):
             self._authorize(context, CALL_PERMISSIONS["GetFlightInfo"], "GetFlightInfo")
-            cmd = wire.parse_command(descriptor)
+            cmd = desc.parse_command(descriptor)
             if "/" not in cmd.resource_locator:
                 seq, meta = self._sequence_metadata(cmd.resource_locator)
                 endpoints = [self._topic_endpoint(t, cmd) for t in seq.topics]
@@ -672,19 +660,19 @@ class MosaicoServer(flight.FlightServerBase):
         # other calls; the message still comes first.
         with _translated("GetSchema"):
             self._authorize(context, CALL_PERMISSIONS["GetSchema"], "GetSchema")
-            cmd = wire.parse_command(descriptor)
+            cmd = desc.parse_command(descriptor)
             if "/" not in cmd.resource_locator:
                 raise _flight_error(
-                    wire.ErrorKind.INVALID_ARGUMENT, "GetSchema needs a topic locator `sequence/topic`"
+                    ErrorKind.INVALID_ARGUMENT, "GetSchema needs a topic locator `sequence/topic`"
                 )
             return flight.SchemaResult(self._store.topic_schema(cmd.resource_locator))
 
     def do_get(self, context, ticket):
         with _translated("DoGet"):
             self._authorize(context, CALL_PERMISSIONS["DoGet"], "DoGet")
-            cmd = wire.parse_ticket(ticket)
+            cmd = desc.parse_ticket(ticket)
             if "/" not in cmd.resource_locator:
-                raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, "DoGet ticket must name a topic `sequence/topic`")
+                raise _flight_error(ErrorKind.INVALID_ARGUMENT, "DoGet ticket must name a topic `sequence/topic`")
             schema, batches = self._store.read(
                 cmd.resource_locator,
                 cmd.timestamp_ns_start,
@@ -701,16 +689,16 @@ class MosaicoServer(flight.FlightServerBase):
 
     def do_exchange(self, context, descriptor, reader, writer):
         self._authorize(context, CALL_PERMISSIONS["DoExchange"], "DoExchange")
-        raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, "DoExchange is not supported by this server")
+        raise _flight_error(ErrorKind.INVALID_ARGUMENT, "DoExchange is not supported by this server")
 
-    # ------------------------------------------------------------------ write path (§3)
+    # ------------------------------------------------------------------ write path
 
     def do_put(self, context, descriptor, reader, writer):
         with _translated("DoPut"):
             self._authorize(context, CALL_PERMISSIONS["DoPut"], "DoPut")
-            cmd = wire.parse_command(descriptor)
+            cmd = desc.parse_command(descriptor)
             if "/" not in cmd.resource_locator:
-                raise _flight_error(wire.ErrorKind.INVALID_ARGUMENT, "DoPut descriptor must name a topic `sequence/topic`")
+                raise _flight_error(ErrorKind.INVALID_ARGUMENT, "DoPut descriptor must name a topic `sequence/topic`")
             data_writer = self._store.open_writer(cmd.resource_locator, cmd.topic_uuid, reader.schema)
             complete = False
             try:
@@ -725,14 +713,14 @@ class MosaicoServer(flight.FlightServerBase):
                         break
                     except (flight.FlightError, pa.ArrowException, OSError) as exc:
                         logger.warning("DoPut %s: stream broken (%s); keeping what was received", data_writer.locator, exc)
-                        raise _flight_error(wire.ErrorKind.INTERNAL, f"DoPut stream broken: {exc}") from None
+                        raise _flight_error(ErrorKind.INTERNAL, f"DoPut stream broken: {exc}") from None
                     batch = chunk.data
                     if batch is None:
                         continue
                     size = pa.ipc.get_record_batch_size(batch)
                     if size > self._max_decode:
                         raise _flight_error(
-                            wire.ErrorKind.TOO_LARGE,
+                            ErrorKind.TOO_LARGE,
                             f"record batch of {size} bytes exceeds grpc_max_decode_message_size ({self._max_decode} bytes)",
                         )
                     data_writer.write(batch)

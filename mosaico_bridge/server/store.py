@@ -3,7 +3,7 @@
 The store keeps sequences, their sessions and topics, the topics' Arrow data and the
 notifications under one root directory. It is the only part of the server that touches
 the disk; :mod:`mosaico_bridge.server.flight_server` turns Flight calls into calls of
-:class:`MosaicoStore`. Section numbers refer to ``shared/docs/mosaico-protocol.md``.
+:class:`MosaicoStore`. Protocol notes: ``docs/protocol.md``.
 
 Layout under ``root``::
 
@@ -45,7 +45,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mosaico_bridge.client import wire
+from mosaico_bridge.protocol import names
+from mosaico_bridge.protocol.errors import (
+    AlreadyExistsError,
+    BadKeyError,
+    InternalError,
+    InvalidArgumentError,
+    LockedError,
+    MalformedMessageError,
+    MosaicoError,
+    NotFoundError,
+)
+from mosaico_bridge.protocol.messages import NOTIFICATION_ERROR, SERIALIZATION_FORMATS
 
 logger = logging.getLogger("mosaico_bridge.server")
 
@@ -57,7 +68,7 @@ _SEQUENCE_FILE = "sequence.json"
 _TOPIC_FILE = "topic.json"
 _SCHEMA_FILE = "schema.arrow"
 _NOTIFICATIONS_FILE = "notifications.json"
-_TIMESTAMP = wire.TIMESTAMP_FIELD.name
+_TIMESTAMP = names.TIMESTAMP_NS
 
 
 # --------------------------------------------------------------------------------------
@@ -65,40 +76,13 @@ _TIMESTAMP = wire.TIMESTAMP_FIELD.name
 # --------------------------------------------------------------------------------------
 
 
-class StoreError(Exception):
-    """A request the store refuses. ``kind`` is a :class:`wire.ErrorKind` word."""
-
-    kind = wire.ErrorKind.INTERNAL
-
-
-class InvalidArgument(StoreError):
-    """A malformed name, locator, schema or value."""
-
-    kind = wire.ErrorKind.INVALID_ARGUMENT
-
-
-class NotFound(StoreError):
-    """No sequence, session or topic with that name."""
-
-    kind = wire.ErrorKind.NOT_FOUND
-
-
-class AlreadyExists(StoreError):
-    """A sequence or topic with that name exists already (§6)."""
-
-    kind = wire.ErrorKind.ALREADY_EXISTS
-
-
-class Locked(StoreError):
-    """The resource is locked (finalized) or busy, so it cannot change (§6)."""
-
-    kind = wire.ErrorKind.LOCKED
-
-
-class BadKey(StoreError):
-    """The uuid given with a DoPut or finalize does not match the resource (§6)."""
-
-    kind = wire.ErrorKind.BAD_KEY
+#: The store raises the protocol's error classes (``docs/protocol.md`` § Errors).
+StoreError = MosaicoError
+InvalidArgument = InvalidArgumentError
+NotFound = NotFoundError
+AlreadyExists = AlreadyExistsError
+Locked = LockedError
+BadKey = BadKeyError
 
 
 # --------------------------------------------------------------------------------------
@@ -108,7 +92,7 @@ class BadKey(StoreError):
 
 @dataclass(frozen=True)
 class Notification:
-    """A stored notification; ``name`` is ``seq`` or ``seq/topic`` (§2)."""
+    """A stored notification; ``name`` is ``seq`` or ``seq/topic``."""
 
     name: str
     notification_type: str
@@ -122,7 +106,7 @@ class SessionInfo:
 
     ``locator`` is ``seq:<ULID>``; ``topics`` are ``seq/topic`` locators in creation
     order; ``completed_at_ns`` is set by ``session_finalize``; ``locked`` is False for an
-    open session and for one finalized after an error report (§6).
+    open session and for one finalized after an error report.
     """
 
     uuid: str
@@ -367,7 +351,7 @@ def _ts_array(batch: pa.RecordBatch) -> np.ndarray:
 
 
 def check_schema(schema: pa.Schema) -> None:
-    """Check that a topic schema has a ``timestamp_ns`` int64 column (§3 server duties).
+    """Check that a topic schema has a ``timestamp_ns`` int64 column.
 
     Raises:
         InvalidArgument: ``missing timestamp field in schema`` or
@@ -435,7 +419,7 @@ class TopicDataWriter:
         self._store._note_batch(self._topic, size, batch.num_rows, ts)
 
     def finish(self) -> None:
-        """Close the chunk at the end of the DoPut stream and lock the topic (§3)."""
+        """Close the chunk at the end of the DoPut stream and lock the topic."""
         self._close(complete=True)
 
     def abort(self) -> None:
@@ -484,7 +468,7 @@ class MosaicoStore:
         if marker.exists():
             fmt = _read_json(marker).get("format")
             if not isinstance(fmt, int) or fmt > STORE_FORMAT:
-                raise StoreError(f"store at {self._root} has format {fmt!r}; this server reads format {STORE_FORMAT}")
+                raise InternalError(f"store at {self._root} has format {fmt!r}; this server reads format {STORE_FORMAT}")
         else:
             _atomic_write_json(marker, {"format": STORE_FORMAT})
         (self._root / _SEQUENCES).mkdir(exist_ok=True)
@@ -557,7 +541,7 @@ class MosaicoStore:
 
     def _load_topic(self, sequence: str, tdir: Path) -> _Topic:
         meta = _read_json(tdir / _TOPIC_FILE)
-        _, path = wire.split_topic_locator(meta["locator"])
+        _, path = names.split_topic_locator(meta["locator"])
         topic = _Topic(
             sequence=sequence,
             path=path,
@@ -647,18 +631,11 @@ class MosaicoStore:
 
     @staticmethod
     def _sequence_name(name: str) -> str:
-        try:
-            return wire.validate_sequence_name(name)
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
+        return names.validate_sequence_name(name)
 
     @staticmethod
     def _topic_parts(locator: str) -> tuple[str, str]:
-        try:
-            seq, topic = wire.split_topic_locator(locator)
-            return wire.validate_sequence_name(seq), wire.validate_topic_name(topic)
-        except ValueError as exc:  # WireError is a ValueError
-            raise InvalidArgument(str(exc)) from None
+        return names.parse_topic_locator(locator)
 
     def _get_seq(self, name: str) -> _Sequence:
         loc = self._sequence_name(name)
@@ -719,7 +696,7 @@ class MosaicoStore:
 
         Raises:
             InvalidArgument: bad name or metadata that is not a JSON object.
-            AlreadyExists: ``sequence `<name>` already exists`` (§6).
+            AlreadyExists: ``sequence `<name>` already exists``.
         """
         loc = self._sequence_name(name)
         if not isinstance(user_metadata, Mapping):
@@ -736,7 +713,7 @@ class MosaicoStore:
             _atomic_write_json(staging / _SEQUENCE_FILE, seq.to_json())
             if final.exists():
                 shutil.rmtree(staging, ignore_errors=True)
-                raise StoreError(f"folder {final} exists but holds no readable sequence; move it away first")
+                raise InternalError(f"folder {final} exists but holds no readable sequence; move it away first")
             os.replace(staging, final)
             self._sequences[loc] = seq
             logger.info("sequence %s created", loc)
@@ -773,7 +750,7 @@ class MosaicoStore:
             ulid = new_ulid()
             session = _Session(
                 uuid=str(uuid_mod.uuid4()),
-                locator=wire.session_locator(seq.locator, ulid),
+                locator=names.session_locator(seq.locator, ulid),
                 created_at_ns=_now_ns(),
             )
             seq.sessions[session.uuid] = session
@@ -844,13 +821,10 @@ class MosaicoStore:
             InvalidArgument: malformed locator. NotFound: no such session.
             Locked: ``session `<locator>` is locked`` (finalized without error).
         """
-        try:
-            seq_name, _ = wire.split_session_locator(session_locator)
-        except wire.WireError as exc:
-            raise InvalidArgument(str(exc)) from None
+        seq_name, _ = names.split_session_locator(session_locator)
         with self._lock:
             seq = self._get_seq(seq_name)
-            loc = wire.sequence_locator(session_locator)
+            loc = names.sequence_locator(session_locator)
             session = next((s for s in seq.sessions.values() if s.locator == loc), None)
             if session is None:
                 raise NotFound(f"session `{loc}` not found")
@@ -884,12 +858,12 @@ class MosaicoStore:
                 is not the session's.
             BadKey: malformed session uuid. NotFound: no such session.
             Locked: the session is finalized.
-            AlreadyExists: ``topic `<seq/topic>` already exists`` (§6).
+            AlreadyExists: ``topic `<seq/topic>` already exists``.
         """
         seq_name, path = self._topic_parts(topic_locator)
-        if serialization_format not in wire.SERIALIZATION_FORMATS:
+        if serialization_format not in SERIALIZATION_FORMATS:
             raise InvalidArgument(
-                f"serialization_format must be one of {', '.join(wire.SERIALIZATION_FORMATS)}, got {serialization_format!r}"
+                f"serialization_format must be one of {', '.join(SERIALIZATION_FORMATS)}, got {serialization_format!r}"
             )
         if not isinstance(ontology_tag, str) or not ontology_tag.strip():
             raise InvalidArgument("ontology_tag must be a non-empty string")
@@ -921,7 +895,7 @@ class MosaicoStore:
             _atomic_write_json(staging / _TOPIC_FILE, topic.to_json())
             if final.exists():
                 shutil.rmtree(staging, ignore_errors=True)
-                raise StoreError(f"folder {final} exists but holds no readable topic; move it away first")
+                raise InternalError(f"folder {final} exists but holds no readable topic; move it away first")
             os.replace(staging, final)
             seq.topics[path] = topic
             session.topics.append(path)
@@ -1117,7 +1091,7 @@ class MosaicoStore:
         max_rows: int = 8192,
         max_bytes: int = 25 * 1024 * 1024,
     ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-        """The stored schema and an iterator of the topic's rows for DoGet (§4).
+        """The stored schema and an iterator of the topic's rows for DoGet.
 
         Rows come sorted by ``timestamp_ns`` (a stable sort: rows with equal timestamps
         keep their arrival order), restricted to ``start_ns <= t < end_ns`` (a None bound
@@ -1186,7 +1160,7 @@ class MosaicoStore:
             entry = self._notification(seq.locator, notification_type, str(msg))
             seq.notifications.append(entry)
             _atomic_write_json(seq.directory / _NOTIFICATIONS_FILE, seq.notifications)
-            if notification_type == wire.NOTIFICATION_ERROR:
+            if notification_type == NOTIFICATION_ERROR:
                 changed = False
                 for session in seq.sessions.values():
                     if session.completed_at_ns is None and not session.error_reported:
