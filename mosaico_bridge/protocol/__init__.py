@@ -25,6 +25,7 @@ from .auth import (
 )
 from .descriptors import (
     TIMESTAMP_FIELD,
+    PutAck,
     ResourceCommand,
     SequenceMetadata,
     SessionMetadata,

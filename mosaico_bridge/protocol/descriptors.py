@@ -296,3 +296,24 @@ def _raw_bytes(raw: Any) -> bytes:
     if hasattr(raw, "to_pybytes"):
         return bytes(raw.to_pybytes())
     return bytes(raw)
+
+
+@dataclass(frozen=True)
+class PutAck:
+    """``app_metadata`` of the PutResult our server sends after storing each record batch
+    of a DoPut stream: the rows and IPC body bytes of that stream stored so far (totals,
+    so a lost or merged ack loses nothing). Servers that send no PutResult (mosaicod)
+    acknowledge the whole stream when it ends; SDK clients ignore PutResults.
+    """
+
+    rows: int
+    bytes: int = 0
+
+    def to_bytes(self) -> bytes:
+        return encode_body({"rows": int(self.rows), "bytes": int(self.bytes)})
+
+    @classmethod
+    def from_bytes(cls, raw: Any) -> "PutAck":
+        """Raises: MalformedMessageError: not an ack of this shape."""
+        d = decode_body(_raw_bytes(raw))
+        return cls(_get(d, "rows", int, "DoPut ack"), _get(d, "bytes", int, "DoPut ack", 0))
