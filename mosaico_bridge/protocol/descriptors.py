@@ -313,7 +313,7 @@ class PutAck:
         return encode_body({"rows": int(self.rows), "bytes": int(self.bytes)})
 
     @classmethod
-    def from_bytes(cls, raw: Any) -> "PutAck":
+    def from_bytes(cls, raw: Any) -> PutAck:
         """Raises: MalformedMessageError: not an ack of this shape."""
         d = decode_body(_raw_bytes(raw))
         return cls(_get(d, "rows", int, "DoPut ack"), _get(d, "bytes", int, "DoPut ack", 0))
