@@ -101,6 +101,7 @@ __all__ = [
     "NotFoundError",
     "Permission",
     "PermissionDeniedError",
+    "PutAck",
     "ResourceCommand",
     "SequenceMetadata",
     "SessionMetadata",
