@@ -307,10 +307,10 @@ class PutAck:
     """
 
     rows: int
-    bytes: int = 0
+    body_bytes: int = 0
 
     def to_bytes(self) -> bytes:
-        return encode_body({"rows": int(self.rows), "bytes": int(self.bytes)})
+        return encode_body({"rows": int(self.rows), "bytes": int(self.body_bytes)})
 
     @classmethod
     def from_bytes(cls, raw: Any) -> PutAck:
