@@ -11,7 +11,7 @@ from setuptools import find_packages, setup
 
 PACKAGE = "mosaico_bridge"
 
-# ROS 2 Kilted from PyPI wheels (shared/docs/ros2-from-pypi.md §1): exact pins.
+# ROS 2 Kilted from PyPI wheels: exact pins (the index also has Jazzy wheels of other versions).
 ROS_KILTED = [
     "ros-rclpy==9.1.2",
     "ros-rmw-fastrtps-cpp==9.3.3",

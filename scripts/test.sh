@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 VENV="${VENV:-.venv}"
 export AMENT_PREFIX_PATH="$(cd "$VENV" && pwd)${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
-# Keep DDS discovery on this host and away from other runs (shared/docs/ros2-from-pypi.md §2).
+# Keep DDS discovery on this host and away from other runs: ROS_LOCALHOST_ONLY is ignored by
+# Kilted, ROS_AUTOMATIC_DISCOVERY_RANGE is not; a random domain keeps parallel runs apart.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}"
 set +e

@@ -55,10 +55,14 @@ SHARED_BAGS: dict[str, dict[str, tuple[str, int]]] = {
 
 
 def shared_bag(rel: str) -> Path:
-    """Path of a shared bag; skips the test when shared/ is not beside the repo."""
+    """Path of a shared bag. Without shared/ beside the repo the test is skipped, except
+    under CI (``CI=true``), where a missing bag fails the run."""
     path = BAGS_DIR / rel
     if not path.exists():
-        pytest.skip(f"shared bag {rel} not found under {BAGS_DIR} (set MOSAICO_SHARED)")
+        message = f"shared bag {rel} not found under {BAGS_DIR} (set MOSAICO_SHARED)"
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 
