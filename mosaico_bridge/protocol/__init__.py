@@ -1,0 +1,1 @@
+"""Mosaico wire protocol pieces shared by the client and the embedded server."""
