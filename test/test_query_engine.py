@@ -91,7 +91,7 @@ def catalog(tmp_path_factory):
                                                     row_group_rows=ROW_GROUP_ROWS))
             topics[t.locator] = qe.TopicRecord(t.locator, t.ontology_tag, dict(t.user_metadata), t.created_at_ns,
                                                tuple(files), t.serialization_format)
-    return sequences, topics, originals
+    return sequences, topics, originals, root
 
 
 @pytest.fixture(scope="module")
@@ -358,3 +358,103 @@ def test_frame_id_string_conditions(catalog):
     for cond in ({"$eq": fid}, {"$match": fid[:2] + "*"}, {"$in": [fid, "zzz"]}):
         ts, _ = qe.matching_timestamps(imu, parse_query({"ontology": {"IMU.header.frame_id": cond}}).ontology)
         assert ts.size == n, cond
+
+
+# --------------------------------------------------------------------------------------
+# End to end: the three actions on a Flight server, called by the SDK mosaicolabs 0.7.0
+# --------------------------------------------------------------------------------------
+
+QUERY_ACTIONS = ("query", "topic_filter_clusterize", "topic_filter_intersect")
+
+
+@pytest.fixture(scope="module")
+def query_server(catalog, tmp_path_factory):
+    """A MosaicoServer whose DoAction also answers the three query actions through the
+    engine, wired as the integration notes describe (test-only subclass)."""
+    import json
+
+    from pyarrow import flight
+
+    from mosaico_bridge.protocol import query as proto
+    from mosaico_bridge.server import MosaicoServer
+
+    cache = tmp_path_factory.mktemp("query_cache")
+
+    class QueryServer(MosaicoServer):
+        def do_action(self, context, action):
+            if action.type not in QUERY_ACTIONS:
+                return super().do_action(context, action)
+            body = json.loads(action.body.to_pybytes() or b"{}")
+            seqs, topics = qe.catalog_from_store(self._store, cache, chunk_rows=CHUNK_ROWS)
+            try:
+                if action.type == "query":
+                    res = qe.evaluate_query(body, seqs, topics)
+                    return [json.dumps({"action": "query", "response": res.response.to_dict()}).encode()]
+                if action.type == "topic_filter_clusterize":
+                    clusters, _ = qe.topic_filter_clusterize(body, topics)
+                else:
+                    clusters, _ = qe.topic_filter_intersect(body, topics)
+            except proto.QueryError as exc:
+                raise flight.FlightServerError(str(exc), extra_info=exc.kind.encode()) from None
+            return [json.dumps(env).encode() + b"\n" for env in proto.cluster_envelopes(action.type, clusters)]
+
+    srv = QueryServer.start_background(catalog[3], host="127.0.0.1", port=0)
+    yield srv
+    srv.stop()
+
+
+def test_sdk_query_clusterize_intersect_end_to_end(query_server, imu_truth):
+    from mosaicolabs import GPS as SdkGPS
+    from mosaicolabs import IMU as SdkIMU
+    from mosaicolabs import MosaicoClient as SdkClient
+    from mosaicolabs import QueryOntologyCatalog as SdkCatalog
+    from mosaicolabs import QuerySequence as SdkSequence
+
+    thr = float(np.quantile([v[0] for _, v in imu_truth], 0.95))
+    expect = np.sort(np.array([t for t, v in imu_truth if v[0] > thr], dtype=np.int64))
+    dt = 50_000_000
+    with SdkClient.connect("127.0.0.1", query_server.port) as sdk:
+        resp = sdk.query(SdkSequence().with_user_metadata("robot.model", eq="husky"),
+                         SdkCatalog(SdkIMU.Q.acceleration.x.gt(thr)))
+        assert resp is not None and len(resp) == 1
+        item = resp[0]
+        assert item.sequence.name == "husky_run"
+        assert [(t.locator, t.ontology_tag, t.name) for t in item.topics] == [
+            ("husky_run/imu/data", "IMU", "/imu/data")]
+        clusters = item.topics[0].clusterize(dt)
+        assert len(clusters) == 1 + int(np.count_nonzero(np.diff(expect) > dt))
+        assert (clusters[0].timerange.start, clusters[-1].timerange.end) == (int(expect[0]), int(expect[-1]))
+        whole = item.topics[0].clusterize()
+        assert [(c.timerange.start, c.timerange.end) for c in whole] == [(int(expect[0]), int(expect[-1]))]
+
+        gps = sdk.query(SdkCatalog(SdkGPS.Q.position.x.gt(-90.0)))
+        assert [t.locator for i in gps for t in i.topics] == ["husky_run/fix"]
+        windows = item.topics[0].intersect(gps[0].topics[0], intersect_dt_ns=0, override_clustering_dt_ns=dt)
+        assert windows, "IMU windows inside the GPS span intersect it"
+        for w in windows:
+            assert any(c.timerange.start <= w.timerange.start and w.timerange.end <= c.timerange.end for c in clusters)
+
+        assert sdk.query(SdkSequence().with_name("no_such_sequence")).is_empty()
+
+
+def test_our_client_functions_end_to_end(query_server, imu_truth):
+    from pyarrow import flight
+
+    from mosaico_bridge.client.query import run_clusterize, run_query
+
+    thr = float(np.quantile([v[0] for _, v in imu_truth], 0.9))
+    with flight.FlightClient(f"grpc://127.0.0.1:{query_server.port}") as fc:
+        import json
+
+        def run(name, payload):
+            return [r.body.to_pybytes() for r in fc.do_action(flight.Action(name, json.dumps(payload).encode()))]
+
+        onto = QueryOntologyCatalog(IMU.Q.acceleration.x.gt(thr))
+        resp = run_query(run, QueryTopic().with_name("/imu/data"), onto)
+        assert [(i.sequence.name, [t.locator for t in i.topics]) for i in resp] == [
+            ("husky_run", ["husky_run/imu/data"])]
+        windows = run_clusterize(run, resp[0].topics[0], onto, 0)
+        expect = sorted(t for t, v in imu_truth if v[0] > thr)
+        assert [(w.start_ns, w.end_ns) for w in windows] == [(expect[0], expect[-1])]
+        with pytest.raises(flight.FlightError, match="IMU.acceleration.w"):
+            run("query", {"ontology": {"IMU.acceleration.w": {"$gt": 1.0}}})

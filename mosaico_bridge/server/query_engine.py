@@ -60,9 +60,11 @@ from ..protocol.query import (
 
 __all__ = [
     "QueryNotFound",
+    "QueryResult",
     "ScanStats",
     "SequenceRecord",
     "TopicRecord",
+    "catalog_from_store",
     "clusterize",
     "evaluate_query",
     "intersect",
@@ -809,3 +811,58 @@ def topic_filter_intersect(
     stats = ScanStats()
     per_topic = [_windows_of(r, all_topics, stats) for r in req.topics]
     return intersect(per_topic, req.intersect_dt_ns), stats
+
+
+# --------------------------------------------------------------------------------------
+# Catalog from a store (stop-gap until the store writes Parquet chunks itself)
+# --------------------------------------------------------------------------------------
+
+
+def catalog_from_store(
+    store: Any, cache_dir: str | os.PathLike, *, chunk_rows: int = 65536, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS
+) -> tuple[list[SequenceRecord], list[TopicRecord]]:
+    """Catalog records of every sequence of a :class:`~mosaico_bridge.server.store.MosaicoStore`
+    (used through ``sequence_names``, ``get_sequence`` and ``read`` only), with each topic's
+    rows as Parquet chunks of about ``chunk_rows`` rows under ``cache_dir``.
+
+    Chunks are written once per topic state (topic uuid and row count in the directory
+    name) and reused while the topic does not change; topics being written are read as
+    they are. Once the store writes a Parquet chunk when a chunk closes, build the
+    records from those files instead.
+
+    Raises:
+        OSError: ``cache_dir`` cannot be written.
+    """
+    cache = Path(cache_dir)
+    sequences: list[SequenceRecord] = []
+    topics: list[TopicRecord] = []
+    for name in store.sequence_names():
+        info = store.get_sequence(name)
+        sequences.append(SequenceRecord(name, dict(info.user_metadata), info.created_at_ns))
+        for t in info.topics:
+            files: tuple[Path, ...] = ()
+            if t.row_count:
+                state = cache / f"{t.uuid}-{t.row_count}"
+                done = state / "complete"
+                if not done.exists():
+                    state.mkdir(parents=True, exist_ok=True)
+                    schema, batches = store.read(t.locator, max_rows=row_group_rows)
+                    pending: list[pa.RecordBatch] = []
+                    rows, n = 0, 0
+                    for batch in batches:
+                        pending.append(batch)
+                        rows += batch.num_rows
+                        if rows >= chunk_rows:
+                            write_parquet_chunk(state / f"{n:06d}.parquet", pending, schema=schema,
+                                                row_group_rows=row_group_rows)
+                            pending, rows, n = [], 0, n + 1
+                    if pending:
+                        write_parquet_chunk(state / f"{n:06d}.parquet", pending, schema=schema,
+                                            row_group_rows=row_group_rows)
+                    done.write_text("")
+                files = tuple(sorted(state.glob("*.parquet")))
+            topics.append(
+                TopicRecord(t.locator, t.ontology_tag, dict(t.user_metadata), t.created_at_ns, files,
+                            t.serialization_format)
+            )
+    return sequences, topics
