@@ -43,6 +43,7 @@ setup(
         "rosbags>=0.11.9,<0.12",
         "rich>=13",
         "PyYAML>=6",
+        "datafusion>=45",
     ],
     extras_require={
         "ros": ROS_KILTED,
