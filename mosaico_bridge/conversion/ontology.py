@@ -33,12 +33,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
+import numpy as np
 import pyarrow as pa
 
 from .common import (
     HEADER_TYPE,
+    ColumnarUnsupported,
+    arrow_from_numpy,
     AtLeast,
     Binary,
     Column,
@@ -55,6 +58,7 @@ from .common import (
     StringList,
     Struct,
 )
+from .plan import Strings
 
 __all__ = ["OntologyLayout", "ONTOLOGY_LAYOUTS", "SDK_ONTOLOGY_TAGS", "compressed_image_format"]
 
@@ -173,11 +177,31 @@ def _non_empty(values: list) -> list:
     return [v if v else None for v in values]
 
 
+def _strings_of(value: Any) -> Strings:
+    if not isinstance(value, Strings):
+        raise ColumnarUnsupported("expected a string field")
+    return value
+
+
+def _non_empty_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
+    strings = _strings_of(value)
+    arr = strings.arrow()
+    valid = strings.lengths > 0
+    if bool(valid.all()):
+        return arr
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(arrow_type, len(arr), [bitmap, *arr.buffers()[1:]])
+
+
 def transform(
     base: Optional[str] = None, *, header: Optional[str] = None, child: Optional[str] = None
 ):
     """``Transform`` struct from a ROS ``geometry_msgs/Transform`` at ``base``."""
-    target = Leaf(child, pa.string(), convert=_non_empty) if child else Nulls(pa.string())
+    target = (
+        Leaf(child, pa.string(), convert=_non_empty, convert_columnar=_non_empty_columnar)
+        if child
+        else Nulls(pa.string())
+    )
     return Struct(
         _mixin(header)
         + [
@@ -203,12 +227,25 @@ def _to_bool(values: list) -> list:
     return [bool(v) for v in values]
 
 
+def _to_bool_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
+    return arrow_from_numpy(np.asarray(value) != 0, arrow_type)
+
+
 def _positive_or_null(values: list) -> list:
     return [v if v > 0 else None for v in values]
 
 
+def _positive_or_null_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
+    v = np.asarray(value, dtype=np.float64)
+    return arrow_from_numpy(v, arrow_type, valid=v > 0)
+
+
 def _celsius_to_kelvin(values: list) -> list:
     return [v + 273.15 for v in values]
+
+
+def _celsius_to_kelvin_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
+    return arrow_from_numpy(np.asarray(value, dtype=np.float64) + 273.15, arrow_type)
 
 
 # Codec names of the SDK's ImageFormat enum.
@@ -238,6 +275,11 @@ def compressed_image_format(ros_format: str) -> str:
 
 def _compressed_formats(values: list) -> list:
     return [compressed_image_format(v) for v in values]
+
+
+def _compressed_formats_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
+    names = _strings_of(value).arrow().to_pylist()
+    return pa.array([compressed_image_format(v) for v in names], type=arrow_type)
 
 
 def _scalar(arrow_type: pa.DataType) -> Struct:
@@ -351,7 +393,7 @@ def _build_table() -> Dict[str, OntologyLayout]:
                 FieldSpec("height", Leaf("height", pa.int32()), nullable=False),
                 FieldSpec("stride", Leaf("step", pa.int32()), nullable=False),
                 FieldSpec("encoding", Leaf("encoding", pa.string()), nullable=False),
-                FieldSpec("is_bigendian", Leaf("is_bigendian", pa.bool_(), convert=_to_bool)),
+                FieldSpec("is_bigendian", Leaf("is_bigendian", pa.bool_(), convert=_to_bool, convert_columnar=_to_bool_columnar)),
             ]
         ),
         fmt="image",
@@ -365,7 +407,12 @@ def _build_table() -> Dict[str, OntologyLayout]:
                 FieldSpec("data", Binary("data"), nullable=False),
                 FieldSpec(
                     "format",
-                    Leaf("format", pa.string(), convert=_compressed_formats),
+                    Leaf(
+                        "format",
+                        pa.string(),
+                        convert=_compressed_formats,
+                        convert_columnar=_compressed_formats_columnar,
+                    ),
                     nullable=False,
                 ),
             ]
@@ -391,12 +438,12 @@ def _build_table() -> Dict[str, OntologyLayout]:
                 FieldSpec("width", Leaf("width", pa.uint32()), nullable=False),
                 FieldSpec("fields", MessageList("fields", point_field), nullable=False),
                 FieldSpec(
-                    "is_bigendian", Leaf("is_bigendian", pa.bool_(), convert=_to_bool), nullable=False
+                    "is_bigendian", Leaf("is_bigendian", pa.bool_(), convert=_to_bool, convert_columnar=_to_bool_columnar), nullable=False
                 ),
                 FieldSpec("point_step", Leaf("point_step", pa.uint32()), nullable=False),
                 FieldSpec("row_step", Leaf("row_step", pa.uint32()), nullable=False),
                 FieldSpec("data", Binary("data"), nullable=False),
-                FieldSpec("is_dense", Leaf("is_dense", pa.bool_(), convert=_to_bool), nullable=False),
+                FieldSpec("is_dense", Leaf("is_dense", pa.bool_(), convert=_to_bool, convert_columnar=_to_bool_columnar), nullable=False),
             ]
         ),
     )
@@ -429,7 +476,16 @@ def _build_table() -> Dict[str, OntologyLayout]:
         ),
     )
     for ros_name, tag, value in (
-        ("Temperature", "Temperature", Leaf("temperature", F64, convert=_celsius_to_kelvin)),
+        (
+            "Temperature",
+            "Temperature",
+            Leaf(
+                "temperature",
+                F64,
+                convert=_celsius_to_kelvin,
+                convert_columnar=_celsius_to_kelvin_columnar,
+            ),
+        ),
         ("FluidPressure", "Pressure", Leaf("fluid_pressure", F64)),
     ):
         add(
@@ -437,7 +493,15 @@ def _build_table() -> Dict[str, OntologyLayout]:
             tag,
             Struct(
                 [
-                    FieldSpec("variance", Leaf("variance", F64, convert=_positive_or_null)),
+                    FieldSpec(
+                        "variance",
+                        Leaf(
+                            "variance",
+                            F64,
+                            convert=_positive_or_null,
+                            convert_columnar=_positive_or_null_columnar,
+                        ),
+                    ),
                     FieldSpec("variance_type", Nulls(pa.int16())),
                     FieldSpec("header", _header("header")),
                     FieldSpec("value", value, nullable=False),
@@ -526,6 +590,17 @@ class _OptionalSeq(Column):
         if objs and hasattr(objs[0], "seq"):
             return pa.array([o.seq for o in objs], type=self.type)
         return pa.nulls(len(objs), type=self.type)
+
+    def supports_columnar(self):
+        return True
+
+    def build_columnar(self, cols):
+        if cols.has("seq"):
+            seq = cols.get("seq")
+            if not isinstance(seq, np.ndarray):
+                raise ColumnarUnsupported("seq is not a number")
+            return arrow_from_numpy(seq, self.type)
+        return pa.nulls(cols.n, type=self.type)
 
 
 #: ROS message type → ontology layout.
