@@ -50,6 +50,7 @@ __all__ = [
     "HEADER_TYPE",
     "resolve_path",
     "arrow_from_numpy",
+    "arrow_strings",
     "ColumnarUnsupported",
 ]
 
@@ -248,6 +249,18 @@ def arrow_from_numpy(values: np.ndarray, arrow_type: pa.DataType, valid: Optiona
     return pa.Array.from_buffers(arrow_type, n, [_bitmap(valid), pa.py_buffer(values)])
 
 
+def arrow_strings(values: Sequence[str]) -> pa.Array:
+    """Arrow ``string`` array from Python strings, without ``pa.array`` (which
+    imports pandas on first use, ~0.5 s)."""
+    encoded = [v.encode() for v in values]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(encoded), [None, _offsets_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    )
+
+
 def _offsets_buffer(offsets: np.ndarray) -> pa.Buffer:
     if len(offsets) and offsets[-1] > np.iinfo(np.int32).max:
         raise OverflowError(
@@ -435,7 +448,9 @@ class Constant(Column):
         return True
 
     def build_columnar(self, cols):
-        return pa.repeat(pa.scalar(self._value, type=self.type), cols.n)
+        if pa.types.is_string(self.type):
+            return arrow_strings([self._value] * cols.n)
+        return arrow_from_numpy(np.full(cols.n, self._value), self.type)
 
 
 class Predicate:

@@ -146,11 +146,20 @@ class TopicConverter:
         try:
             if isinstance(timestamps_ns, pa.Array):
                 ts = timestamps_ns.cast(pa.int64()) if timestamps_ns.type != pa.int64() else timestamps_ns
-            elif isinstance(timestamps_ns, np.ndarray) and timestamps_ns.dtype.kind in "iu":
-                ts = arrow_from_numpy(timestamps_ns, pa.int64())
             else:
-                ts = pa.array(timestamps_ns, type=pa.int64())
+                # numpy, not pa.array: pa.array imports pandas on first use (~0.5 s).
+                if isinstance(timestamps_ns, np.ndarray):
+                    values = timestamps_ns
+                else:
+                    values = np.fromiter(timestamps_ns, dtype=np.int64, count=n)
+                if values.dtype.kind not in "iu":
+                    raise TypeError(f"timestamps of dtype {values.dtype}")
+                ts = arrow_from_numpy(values, pa.int64())
         except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            if not isinstance(timestamps_ns, (pa.Array, np.ndarray)) and any(t is None for t in timestamps_ns):
+                raise ConversionError(
+                    f"{self.msgtype}: a timestamp is missing (None)", msgtype=self.msgtype
+                ) from None
             raise ConversionError(
                 f"{self.msgtype}: invalid timestamps: {exc}", msgtype=self.msgtype
             ) from exc

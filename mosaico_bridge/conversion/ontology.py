@@ -42,6 +42,7 @@ from .common import (
     HEADER_TYPE,
     ColumnarUnsupported,
     arrow_from_numpy,
+    arrow_strings,
     AtLeast,
     Binary,
     Column,
@@ -279,7 +280,7 @@ def _compressed_formats(values: list) -> list:
 
 def _compressed_formats_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
     names = _strings_of(value).arrow().to_pylist()
-    return pa.array([compressed_image_format(v) for v in names], type=arrow_type)
+    return arrow_strings([compressed_image_format(v) for v in names])
 
 
 def _scalar(arrow_type: pa.DataType) -> Struct:
