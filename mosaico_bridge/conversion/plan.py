@@ -333,6 +333,24 @@ class _Msgs:
 
 Item = Union[_Run, _Zero, _Str, _Seq, _Msgs]
 
+#: Sequences of a message type serialized as 0 bytes (ROS 1 ``Empty``) longer
+#: than this are left to rosbags.
+_MAX_EMPTY_ELEMENTS = 1 << 20
+
+
+def _min_bytes(item: Item, cdr: bool) -> int:
+    """Fewest serialized bytes ``item`` can take (alignment padding excluded)."""
+    if isinstance(item, _Run):
+        return sum(f.nbytes for f in item.fields)
+    if isinstance(item, _Zero):
+        return 0
+    if isinstance(item, _Str):
+        one = 5 if cdr else 4
+        return one if item.count == 0 else (4 if item.count < 0 else item.count * one)
+    if isinstance(item, _Seq):
+        return 4
+    return 4 if item.count < 0 else item.count * item.plan.min_size
+
 
 class _State:
     """Cursors of ``k`` instances being decoded."""
@@ -404,8 +422,9 @@ class DecodePlan:
             if run.first_align == run.max_align and size % run.max_align == 0:
                 self.fixed_size = size
                 self.align = run.max_align
-        # Minimum serialized size of one instance (for sequence count checks).
-        self.min_size = 1 if cdr else 0
+        # Minimum serialized size of one instance, in bytes (bounds a sequence
+        # count before anything is allocated for it).
+        self.min_size = sum(_min_bytes(i, cdr) for i in items)
 
     # -- top level ----------------------------------------------------------
 
@@ -588,8 +607,7 @@ class DecodePlan:
         act = np.arange(k)
         maxc = int(count.max()) if k else 0
         for j in range(maxc):
-            if j:
-                act = act[count[act] > j]
+            act = act[count[act] > j]
             s, ln, after = self._one_string(st, pos[act], st.base[act], st.end[act])
             flat = offsets[act] + j
             starts[flat] = s
@@ -628,6 +646,8 @@ class DecodePlan:
             count = np.full(k, item.count, dtype=np.int64)
         offsets = _offsets_from_counts(count)
         total = int(offsets[-1])
+        if sub.min_size == 0 and total > _MAX_EMPTY_ELEMENTS:
+            raise PlanMismatch(f"{item.path}: {total} elements of an empty message type")
         if sub.fixed_size is not None:
             first = np.where(count > 0, self._align(st, st.pos, sub.align), st.pos)
             after = first + count * sub.fixed_size
@@ -645,8 +665,7 @@ class DecodePlan:
             act = np.arange(k)
             maxc = int(count.max()) if k else 0
             for j in range(maxc):
-                if j:
-                    act = act[count[act] > j]
+                act = act[count[act] > j]
                 elem_pos[offsets[act] + j] = pos[act]
                 es = _State(st.src, st.le, pos[act], st.base[act], st.end[act], False, st.max_seq)
                 sub._walk(es, {}, "", True)
