@@ -24,16 +24,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rosbags.typesys import Stores, get_typestore  # noqa: E402
+from rosbags.typesys import Stores, get_typestore
 
-from mosaico_bridge.conversion import make_converter  # noqa: E402
+from mosaico_bridge.conversion import make_converter
 
 STORE = get_typestore(Stores.ROS2_HUMBLE)
 T = STORE.types
@@ -124,6 +124,24 @@ def best(fn: Callable[[], object], rounds: int) -> float:
     return min(times)
 
 
+def _functions(name: str, conv, ts: list, raws: list, msgtype: str) -> dict:
+    deser = STORE.deserialize_cdr
+
+    def plan() -> object:
+        if name == "Image1080p":
+            return conv.convert_batches(ts, raws)
+        return conv.convert(ts, raws)
+
+    fns = {
+        "plan": plan,
+        "deser": lambda: [deser(r, msgtype) for r in raws],
+        "ref": lambda: conv.convert_reference(ts, raws),
+    }
+    if name == "Image1080p":
+        fns["plan_one_batch"] = lambda: conv.convert(ts, raws)
+    return fns
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=2048, help="messages per convert call (small types)")
@@ -138,25 +156,13 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         n = max(8, int(args.batch * scale))
-        raws: List[bytes] = [bytes(STORE.serialize_cdr(make(i, rng), msgtype)) for i in range(n)]
+        raws: list[bytes] = [bytes(STORE.serialize_cdr(make(i, rng), msgtype)) for i in range(n)]
         ts = list(range(n))
         conv = make_converter(msgtype, STORE, "cdr")
         assert conv.plan is not None, msgtype
         ref_batch = conv.convert_reference(ts, raws)
         assert conv.convert(ts, raws).equals(ref_batch), f"{name}: plan != reference"
-        deser = STORE.deserialize_cdr
-
-        if name == "Image1080p":
-            plan_fn: Callable[[], object] = lambda: conv.convert_batches(ts, raws)  # noqa: E731
-        else:
-            plan_fn = lambda: conv.convert(ts, raws)  # noqa: E731
-        fns = {
-            "plan": plan_fn,
-            "deser": lambda: [deser(r, msgtype) for r in raws],
-            "ref": lambda: conv.convert_reference(ts, raws),
-        }
-        if name == "Image1080p":
-            fns["plan_one_batch"] = lambda: conv.convert(ts, raws)
+        fns = _functions(name, conv, ts, raws, msgtype)
         for fn in fns.values():  # warm up
             fn()
         results = {k: 0.0 for k in fns}

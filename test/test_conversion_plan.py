@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -258,7 +258,7 @@ def test_error_names_absolute_index_and_timestamp():
     with pytest.raises(ConversionError) as info:
         conv.convert(t.timestamps[:50], raws, first_index=1000)
     err = info.value
-    assert (err.index, err.timestamp_ns) == (1017, t.timestamps[17])
+    assert (err.index, err.position, err.timestamp_ns) == (1017, 17, t.timestamps[17])
     assert f"message 1017 (timestamp_ns {t.timestamps[17]})" in str(err)
     assert not isinstance(err, ValueError)
     with pytest.raises(ConversionError) as info:
@@ -349,7 +349,7 @@ def _message(store, msgtype, depth=0):
     return _MESSAGES[key]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _converter(store_key: str, msgtype: str, encoding: str) -> TopicConverter:
     return make_converter(msgtype, _STORES[store_key](), encoding)
 
@@ -371,17 +371,17 @@ def _check_batch(conv: TopicConverter, raws: list) -> None:
     assert_same_batch(conv.convert_columnar(ts, raws), ref)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _humble():
     return get_typestore(Stores.ROS2_HUMBLE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _noetic():
     return get_typestore(Stores.ROS1_NOETIC)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _custom():
     """Custom types generated from a seed: nested messages, fixed/bounded/unbounded
     arrays of every primitive, strings and bounded strings, in random orders (so

@@ -18,9 +18,9 @@ from .generic import generic_ontology_tag
 from .ontology import ONTOLOGY_LAYOUTS
 
 __all__ = [
+    "ONTOLOGY_LAYOUTS",
     "ConversionError",
     "TopicConverter",
-    "make_converter",
     "generic_ontology_tag",
-    "ONTOLOGY_LAYOUTS",
+    "make_converter",
 ]

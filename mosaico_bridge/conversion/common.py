@@ -19,39 +19,47 @@ Arrow conventions reproduced here come from the Mosaico protocol reference
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from rosbags.interfaces import Nodetype
 
-from .plan import ByteRuns, ColumnarBatch, MessageLists, PrimitiveLists, StringLists, Strings
+from .plan import (
+    ByteRuns,
+    ColumnarBatch,
+    MessageLists,
+    PrimitiveLists,
+    StringLists,
+    Strings,
+)
 
 __all__ = [
-    "ConversionError",
-    "Column",
-    "Leaf",
-    "Nulls",
-    "Constant",
-    "FieldSpec",
-    "Struct",
-    "NumericList",
-    "StringList",
+    "HEADER_TYPE",
+    "TIME_TYPE",
+    "AtLeast",
     "Binary",
-    "MessageList",
+    "Column",
+    "ColumnarUnsupported",
+    "Constant",
+    "ConversionError",
     "Covariance",
     "CovarianceType",
-    "HeaderColumn",
-    "Predicate",
+    "FieldSpec",
     "FirstEntryNot",
-    "AtLeast",
-    "TIME_TYPE",
-    "HEADER_TYPE",
-    "resolve_path",
+    "HeaderColumn",
+    "Leaf",
+    "MessageList",
+    "Nulls",
+    "NumericList",
+    "Predicate",
+    "StringList",
+    "Struct",
     "arrow_from_numpy",
     "arrow_strings",
-    "ColumnarUnsupported",
+    "resolve_path",
 ]
 
 
@@ -69,20 +77,25 @@ class ConversionError(Exception):
             (``first_index`` given to ``convert`` + position in the batch), or
             None when the error is not about one message.
         timestamp_ns: timestamp (ns) of the offending message, or None.
+        position: position (0-based) of the offending message in the
+            ``messages`` given to the failing call (``index - first_index``),
+            or None.
     """
 
     def __init__(
         self,
         message: str,
         *,
-        msgtype: Optional[str] = None,
-        index: Optional[int] = None,
-        timestamp_ns: Optional[int] = None,
+        msgtype: str | None = None,
+        index: int | None = None,
+        timestamp_ns: int | None = None,
+        position: int | None = None,
     ):
         super().__init__(message)
         self.msgtype = msgtype
         self.index = index
         self.timestamp_ns = timestamp_ns
+        self.position = position
 
 
 # --------------------------------------------------------------------------- #
@@ -155,7 +168,7 @@ def resolve_path(typestore: Any, msgtype: str, path: str):
     return desc
 
 
-def _nested_type(typestore: Any, msgtype: str, path: Optional[str]) -> str:
+def _nested_type(typestore: Any, msgtype: str, path: str | None) -> str:
     """Message type reached by ``path`` from ``msgtype`` (``msgtype`` itself if no path)."""
     if not path:
         return msgtype
@@ -173,11 +186,11 @@ def _element_type(typestore: Any, msgtype: str, path: str):
     return desc[1][0]
 
 
-def _getter(path: Optional[str]) -> Optional[Callable[[Any], Any]]:
+def _getter(path: str | None) -> Callable[[Any], Any] | None:
     return attrgetter(path) if path else None
 
 
-def _values(getter: Optional[Callable[[Any], Any]], objs: Sequence[Any]) -> list:
+def _values(getter: Callable[[Any], Any] | None, objs: Sequence[Any]) -> list:
     return list(map(getter, objs)) if getter is not None else list(objs)
 
 
@@ -192,7 +205,7 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
     return offsets.astype(np.int32)
 
 
-def _mask(valid: Optional[np.ndarray]) -> Optional[pa.Array]:
+def _mask(valid: np.ndarray | None) -> pa.Array | None:
     """Arrow null mask (True = null) from a validity vector, or None if all valid."""
     if valid is None or bool(valid.all()):
         return None
@@ -201,7 +214,7 @@ def _mask(valid: Optional[np.ndarray]) -> Optional[pa.Array]:
 
 # -- columnar helpers (numpy -> Arrow without pa.array's per-call overhead) --
 
-_NUMPY_OF_ARROW = {
+_NUMPY_OF_ARROW: dict[pa.DataType, np.dtype] = {
     pa.int8(): np.dtype(np.int8), pa.int16(): np.dtype(np.int16), pa.int32(): np.dtype(np.int32),
     pa.int64(): np.dtype(np.int64), pa.uint8(): np.dtype(np.uint8), pa.uint16(): np.dtype(np.uint16),
     pa.uint32(): np.dtype(np.uint32), pa.uint64(): np.dtype(np.uint64),
@@ -214,14 +227,14 @@ class ColumnarUnsupported(Exception):
     object path (:meth:`Column.build`)."""
 
 
-def _bitmap(valid: Optional[np.ndarray]) -> Optional[pa.Buffer]:
+def _bitmap(valid: np.ndarray | None) -> pa.Buffer | None:
     """Arrow validity bitmap from a bool vector (True = valid), None if all valid."""
     if valid is None or bool(valid.all()):
         return None
     return pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
-def arrow_from_numpy(values: np.ndarray, arrow_type: pa.DataType, valid: Optional[np.ndarray] = None) -> pa.Array:
+def arrow_from_numpy(values: np.ndarray, arrow_type: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
     """1-D numpy array → Arrow array of ``arrow_type`` (a primitive type).
 
     Integers are range-checked when narrowed or re-signed.
@@ -272,9 +285,9 @@ def _offsets_buffer(offsets: np.ndarray) -> pa.Buffer:
 def _list_array(
     list_type: pa.DataType,
     n: int,
-    offsets: Optional[np.ndarray],
+    offsets: np.ndarray | None,
     values: pa.Array,
-    valid: Optional[np.ndarray] = None,
+    valid: np.ndarray | None = None,
 ) -> pa.Array:
     """``list``/``fixed_size_list`` array from int64 offsets (ignored for fixed size) and values."""
     if pa.types.is_fixed_size_list(list_type):
@@ -386,8 +399,8 @@ class Leaf(Column):
         self,
         src: str,
         arrow_type: pa.DataType,
-        convert: Optional[Callable[[list], Any]] = None,
-        convert_columnar: Optional[Callable[[Any, pa.DataType], pa.Array]] = None,
+        convert: Callable[[list], Any] | None = None,
+        convert_columnar: Callable[[Any, pa.DataType], pa.Array] | None = None,
     ):
         self.src = src
         self.type = arrow_type
@@ -523,7 +536,7 @@ class AtLeast(Predicate):
 class FieldSpec:
     """One named child of a :class:`Struct`."""
 
-    __slots__ = ("name", "column", "nullable")
+    __slots__ = ("column", "name", "nullable")
 
     def __init__(self, name: str, column: Column, nullable: bool = True):
         self.name = name
@@ -548,8 +561,8 @@ class Struct(Column):
     def __init__(
         self,
         fields: Sequence[FieldSpec],
-        src: Optional[str] = None,
-        valid: Optional[Predicate] = None,
+        src: str | None = None,
+        valid: Predicate | None = None,
     ):
         self.fields = list(fields)
         self.src = src
@@ -612,9 +625,9 @@ class NumericList(Column):
 
     def __init__(
         self,
-        src: Optional[str],
+        src: str | None,
         item_type: pa.DataType,
-        size: Optional[int] = None,
+        size: int | None = None,
         item_nullable: bool = True,
     ):
         self.src = src
@@ -674,7 +687,7 @@ class NumericList(Column):
 class StringList(Column):
     """A ROS array/sequence of strings (Python lists from rosbags)."""
 
-    def __init__(self, src: Optional[str], size: Optional[int] = None, item_nullable: bool = True):
+    def __init__(self, src: str | None, size: int | None = None, item_nullable: bool = True):
         self.src = src
         self._get = _getter(src)
         self.size = size
@@ -714,7 +727,7 @@ class Binary(Column):
 
     type = pa.binary()
 
-    def __init__(self, src: Optional[str]):
+    def __init__(self, src: str | None):
         self.src = src
         self._get = _getter(src)
 
@@ -773,9 +786,9 @@ class MessageList(Column):
 
     def __init__(
         self,
-        src: Optional[str],
+        src: str | None,
         element: Column,
-        size: Optional[int] = None,
+        size: int | None = None,
         item_nullable: bool = True,
     ):
         self.src = src

@@ -10,18 +10,19 @@ serialized messages into record batches.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from rosbags.interfaces import Nodetype
 
 from .common import ColumnarUnsupported, ConversionError, Struct, arrow_from_numpy
-from .plan import DecodePlan, PlanMismatch, PlanUnsupported, compile_plan
 from .generic import generic_layout, generic_ontology_tag
 from .ontology import ONTOLOGY_LAYOUTS
+from .plan import DecodePlan, PlanMismatch, PlanUnsupported, compile_plan
 
-__all__ = ["TopicConverter", "make_converter", "TIMESTAMP_FIELD", "ENCODINGS", "LARGE_MESSAGE_BYTES"]
+__all__ = ["ENCODINGS", "LARGE_MESSAGE_BYTES", "TIMESTAMP_FIELD", "TopicConverter", "make_converter"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ LARGE_MESSAGE_BYTES = 64 * 1024
 #: either converts it or raises the precise :class:`ConversionError`).
 _PLAN_ERRORS = (PlanMismatch, ColumnarUnsupported, OverflowError, pa.ArrowException, ValueError)
 
-Messages = Sequence[Union[bytes, bytearray, memoryview, pa.Buffer]]
+Messages = Sequence[bytes | bytearray | memoryview | pa.Buffer]
 
 
 class TopicConverter:
@@ -100,9 +101,9 @@ class TopicConverter:
         ontology_tag: str,
         serialization_format: str,
         root: Struct,
-        topic_metadata: Dict[str, Any],
+        topic_metadata: dict[str, Any],
         is_generic: bool,
-        plan: Optional[DecodePlan] = None,
+        plan: DecodePlan | None = None,
     ):
         self.msgtype = msgtype
         self.encoding = encoding
@@ -127,7 +128,9 @@ class TopicConverter:
 
     # -- errors ---------------------------------------------------------------
 
-    def _deserialize_error(self, exc: Exception, index: int, raw, ts: Optional[int]) -> ConversionError:
+    def _deserialize_error(
+        self, exc: Exception, index: int, raw, ts: int | None, position: int
+    ) -> ConversionError:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         return ConversionError(
             f"{self.msgtype}: message {index} (timestamp_ns {ts}) cannot be deserialized "
@@ -135,9 +138,10 @@ class TopicConverter:
             msgtype=self.msgtype,
             index=index,
             timestamp_ns=ts,
+            position=position,
         )
 
-    def _timestamps(self, timestamps_ns: Union[pa.Array, Sequence[int]], n: int) -> pa.Array:
+    def _timestamps(self, timestamps_ns: pa.Array | Sequence[int], n: int) -> pa.Array:
         if len(timestamps_ns) != n:
             raise ConversionError(
                 f"{self.msgtype}: {len(timestamps_ns)} timestamps for {n} messages",
@@ -178,18 +182,18 @@ class TopicConverter:
         """
         deserialize = self._deserialize
         msgtype = self.msgtype
-        out = []
+        out: list = []
         append = out.append
         for index, raw in enumerate(messages):
             try:
                 append(deserialize(raw, msgtype))
             except Exception as exc:  # rosbags raises SerdeError, struct.error, IndexError...
-                raise self._deserialize_error(exc, index, raw, None) from exc
+                raise self._deserialize_error(exc, index, raw, None, index) from exc
         return out
 
     def convert_reference(
         self,
-        timestamps_ns: Union[pa.Array, Sequence[int]],
+        timestamps_ns: pa.Array | Sequence[int],
         messages: Messages,
         first_index: int = 0,
     ) -> pa.RecordBatch:
@@ -217,7 +221,7 @@ class TopicConverter:
                 append(deserialize(raw if not isinstance(raw, pa.Buffer) else memoryview(raw), msgtype))
             except Exception as exc:  # rosbags raises SerdeError, struct.error, IndexError...
                 raise self._deserialize_error(
-                    exc, first_index + index, raw, ts[index].as_py()
+                    exc, first_index + index, raw, ts[index].as_py(), index
                 ) from exc
             if len(objs) == chunk:
                 parts.append(self._columns(objs, start, first_index, ts))
@@ -230,7 +234,7 @@ class TopicConverter:
             return parts[0]
         return [pa.concat_arrays(list(chunks)) for chunks in zip(*parts)]
 
-    def _columns(self, objs: list, start: int = 0, first_index: int = 0, ts: Optional[pa.Array] = None) -> list:
+    def _columns(self, objs: list, start: int = 0, first_index: int = 0, ts: pa.Array | None = None) -> list:
         """Top-level column arrays for deserialized messages ``objs``.
 
         On failure (a value that does not fit its Arrow type, e.g. an image
@@ -245,7 +249,7 @@ class TopicConverter:
             for i, obj in enumerate(objs):
                 try:
                     self._root.build_children([obj])
-                except Exception:
+                except Exception:  # noqa: BLE001 - same failure as the batch above, one row
                     index = start + i
                     break
             detail = " ".join(str(exc).split()) or type(exc).__name__
@@ -259,10 +263,11 @@ class TopicConverter:
                 msgtype=self.msgtype,
                 index=first_index + index if index is not None else None,
                 timestamp_ns=t,
+                position=index,
             ) from exc
 
     def from_messages(
-        self, timestamps_ns: Union[pa.Array, Sequence[int]], objs: list
+        self, timestamps_ns: pa.Array | Sequence[int], objs: list
     ) -> pa.RecordBatch:
         """Build a record batch from already deserialized rosbags message objects.
 
@@ -275,7 +280,7 @@ class TopicConverter:
     # -- plan path ----------------------------------------------------------------
 
     def convert_columnar(
-        self, timestamps_ns: Union[pa.Array, Sequence[int]], messages: Messages
+        self, timestamps_ns: pa.Array | Sequence[int], messages: Messages
     ) -> pa.RecordBatch:
         """One record batch through the decoding plan only, with no fallback.
 
@@ -294,7 +299,7 @@ class TopicConverter:
             [ts, *self._root.build_children_columnar(cols)], schema=self.schema
         )
 
-    def _chunks(self, messages: Messages) -> List[Tuple[int, int]]:
+    def _chunks(self, messages: Messages) -> list[tuple[int, int]]:
         """(start, stop) ranges of the plan path's record batches."""
         n = len(messages)
         plan = self.plan
@@ -336,10 +341,10 @@ class TopicConverter:
 
     def convert_batches(
         self,
-        timestamps_ns: Union[pa.Array, Sequence[int]],
+        timestamps_ns: pa.Array | Sequence[int],
         messages: Messages,
         first_index: int = 0,
-    ) -> List[pa.RecordBatch]:
+    ) -> list[pa.RecordBatch]:
         """Convert serialized messages into record batches, zero-copy for large payloads.
 
         Messages are decoded in chunks of at most :attr:`PLAN_CHUNK_ROWS`
@@ -375,7 +380,7 @@ class TopicConverter:
 
     def convert(
         self,
-        timestamps_ns: Union[pa.Array, Sequence[int]],
+        timestamps_ns: pa.Array | Sequence[int],
         messages: Messages,
         first_index: int = 0,
     ) -> pa.RecordBatch:
@@ -445,9 +450,9 @@ def _json_value(value: Any) -> Any:
         return str(value)
 
 
-def _topic_metadata(typestore: Any, msgtype: str, encoding: str, is_generic: bool) -> Dict[str, Any]:
+def _topic_metadata(typestore: Any, msgtype: str, encoding: str, is_generic: bool) -> dict[str, Any]:
     msgdef_encoding, ros_version = ENCODINGS[encoding]
-    ros: Dict[str, Any] = {
+    ros: dict[str, Any] = {
         "msgtype": msgtype,
         "message_encoding": encoding,
         "layout": "generic" if is_generic else "ontology",
@@ -458,13 +463,13 @@ def _topic_metadata(typestore: Any, msgtype: str, encoding: str, is_generic: boo
         ros["msgdef_encoding"] = msgdef_encoding
         if ros_version == 1:
             ros["md5sum"] = md5
-    except Exception as exc:  # pragma: no cover - rosbags refuses unusual definitions
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover - rosbags refuses unusual definitions
         logger.warning("%s: message definition text not generated: %s", msgtype, exc)
     if ros_version == 2:
         try:
             ros["type_hash"] = typestore.hash_rihs01(msgtype)
-        except Exception:  # pragma: no cover
-            pass
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - optional metadata
+            logger.debug("%s: no RIHS01 type hash: %s", msgtype, exc)
     consts = typestore.fielddefs[msgtype][0]
     if consts:
         ros["enums"] = {name: _json_value(value) for name, _, value in consts}
@@ -500,7 +505,7 @@ def make_converter(msgtype: str, typestore: Any, encoding: str = "cdr") -> Topic
     types: set = set()
     _walk_types(typestore, msgtype, types, msgtype)
 
-    root: Optional[Struct] = None
+    root: Struct | None = None
     tag = fmt = ""
     layout = ONTOLOGY_LAYOUTS.get(msgtype)
     if layout is not None:
@@ -533,13 +538,14 @@ def make_converter(msgtype: str, typestore: Any, encoding: str = "cdr") -> Topic
             ) from exc
 
     # Compile the decoding plan now (warm start: no work left for the first message).
-    plan: Optional[DecodePlan]
+    plan: DecodePlan | None
     try:
         plan = compile_plan(typestore, msgtype, encoding)
     except PlanUnsupported as exc:
         logger.info("%s: no decoding plan (%s); rosbags deserializes each message", msgtype, exc)
         plan = None
 
+    assert root is not None  # set by the ontology table or the generic layout above
     return TopicConverter(
         plan=plan,
         msgtype=msgtype,

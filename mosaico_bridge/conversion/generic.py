@@ -58,7 +58,7 @@ from .common import (
 )
 from .ontology import SDK_ONTOLOGY_TAGS
 
-__all__ = ["generic_layout", "generic_ontology_tag", "BASE_ARROW_TYPES"]
+__all__ = ["BASE_ARROW_TYPES", "generic_layout", "generic_ontology_tag"]
 
 #: ROS primitive type → Arrow type (scalars).
 BASE_ARROW_TYPES = {

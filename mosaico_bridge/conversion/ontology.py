@@ -33,19 +33,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from .common import (
     HEADER_TYPE,
-    ColumnarUnsupported,
-    arrow_from_numpy,
-    arrow_strings,
     AtLeast,
     Binary,
     Column,
+    ColumnarUnsupported,
     Constant,
     Covariance,
     CovarianceType,
@@ -58,10 +56,12 @@ from .common import (
     NumericList,
     StringList,
     Struct,
+    arrow_from_numpy,
+    arrow_strings,
 )
 from .plan import Strings
 
-__all__ = ["OntologyLayout", "ONTOLOGY_LAYOUTS", "SDK_ONTOLOGY_TAGS", "compressed_image_format"]
+__all__ = ["ONTOLOGY_LAYOUTS", "SDK_ONTOLOGY_TAGS", "OntologyLayout", "compressed_image_format"]
 
 F64 = pa.float64()
 
@@ -69,15 +69,7 @@ F64 = pa.float64()
 #: plus the classes its ROS bridge adds). A generic topic never uses one of
 #: these as its tag (see ``generic.generic_ontology_tag``).
 SDK_ONTOLOGY_TAGS = frozenset(
-    """
-    Acceleration BatteryState Boolean CameraInfo CompressedImage Duration Floating16 Floating32
-    Floating64 ForceTorque FrameTransform GPS GPSStatus GridCells Header IMU Image Inertia
-    Integer8 Integer16 Integer32 Integer64 Joy LaserScan Lidar Magnetometer MapMetadata
-    MotionState MultiEchoLaserScan NMEASentence OccupancyGrid Point2d Point3d PointCloud2
-    PointField Polygon Pose Pressure Quaternion RGBDCamera ROI Radar Range RobotJoint RobotPath
-    StereoCamera String Temperature Time ToFCamera Transform Unmodeled Unsigned8 Unsigned16
-    Unsigned32 Unsigned64 Vector2d Vector3d Vector4d Velocity
-    """.split()
+    ["Acceleration", "BatteryState", "Boolean", "CameraInfo", "CompressedImage", "Duration", "Floating16", "Floating32", "Floating64", "ForceTorque", "FrameTransform", "GPS", "GPSStatus", "GridCells", "Header", "IMU", "Image", "Inertia", "Integer8", "Integer16", "Integer32", "Integer64", "Joy", "LaserScan", "Lidar", "Magnetometer", "MapMetadata", "MotionState", "MultiEchoLaserScan", "NMEASentence", "OccupancyGrid", "Point2d", "Point3d", "PointCloud2", "PointField", "Polygon", "Pose", "Pressure", "Quaternion", "RGBDCamera", "ROI", "Radar", "Range", "RobotJoint", "RobotPath", "StereoCamera", "String", "Temperature", "Time", "ToFCamera", "Transform", "Unmodeled", "Unsigned8", "Unsigned16", "Unsigned32", "Unsigned64", "Vector2d", "Vector3d", "Vector4d", "Velocity"]
 )
 
 
@@ -101,18 +93,18 @@ class OntologyLayout:
 # --------------------------------------------------------------------------- #
 
 
-def _join(*parts: Optional[str]) -> str:
+def _join(*parts: str | None) -> str:
     return ".".join(p for p in parts if p)
 
 
-def _header(src: Optional[str]) -> Column:
+def _header(src: str | None) -> Column:
     return HeaderColumn(src) if src else Nulls(HEADER_TYPE)
 
 
 def _mixin(
-    header: Optional[str] = None,
-    cov: Optional[str] = None,
-    cov_type: Optional[Column] = None,
+    header: str | None = None,
+    cov: str | None = None,
+    cov_type: Column | None = None,
 ) -> list:
     """``header`` + covariance mixin children (all nullable)."""
     return [
@@ -122,27 +114,27 @@ def _mixin(
     ]
 
 
-def _xyz(base: Optional[str], names=("x", "y", "z")) -> list:
+def _xyz(base: str | None, names=("x", "y", "z")) -> list:
     return [FieldSpec(axis, Leaf(_join(base, src), F64)) for axis, src in zip("xyz", names)]
 
 
 def vector3(
-    base: Optional[str] = None,
+    base: str | None = None,
     *,
     names=("x", "y", "z"),
-    header: Optional[str] = None,
-    cov: Optional[str] = None,
-    cov_type: Optional[Column] = None,
+    header: str | None = None,
+    cov: str | None = None,
+    cov_type: Column | None = None,
 ) -> Struct:
     """``Vector3d``/``Point3d`` struct from ROS fields ``base.x/y/z`` (or ``names``)."""
     return Struct(_mixin(header, cov, cov_type) + _xyz(base, names))
 
 
 def quaternion(
-    base: Optional[str] = None,
+    base: str | None = None,
     *,
-    header: Optional[str] = None,
-    cov: Optional[str] = None,
+    header: str | None = None,
+    cov: str | None = None,
     valid=None,
 ) -> Struct:
     """``Quaternion`` struct from ROS fields ``base.x/y/z/w``."""
@@ -150,7 +142,7 @@ def quaternion(
     return Struct(fields, valid=valid)
 
 
-def pose(base: Optional[str] = None, *, header: Optional[str] = None, cov: Optional[str] = None):
+def pose(base: str | None = None, *, header: str | None = None, cov: str | None = None):
     """``Pose`` struct from a ROS ``geometry_msgs/Pose`` at ``base``."""
     return Struct(
         _mixin(header, cov)
@@ -162,7 +154,7 @@ def pose(base: Optional[str] = None, *, header: Optional[str] = None, cov: Optio
 
 
 def linear_angular(
-    base: Optional[str] = None, *, header: Optional[str] = None, cov: Optional[str] = None
+    base: str | None = None, *, header: str | None = None, cov: str | None = None
 ):
     """``Velocity``/``Acceleration`` struct from ROS ``Twist``/``Accel`` at ``base``."""
     return Struct(
@@ -195,7 +187,7 @@ def _non_empty_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
 
 
 def transform(
-    base: Optional[str] = None, *, header: Optional[str] = None, child: Optional[str] = None
+    base: str | None = None, *, header: str | None = None, child: str | None = None
 ):
     """``Transform`` struct from a ROS ``geometry_msgs/Transform`` at ``base``."""
     target = (
@@ -213,7 +205,7 @@ def transform(
     )
 
 
-def force_torque(base: Optional[str] = None, *, header: Optional[str] = None):
+def force_torque(base: str | None = None, *, header: str | None = None):
     """``ForceTorque`` struct from a ROS ``geometry_msgs/Wrench`` at ``base``."""
     return Struct(
         _mixin(header)
@@ -292,8 +284,8 @@ def _scalar(arrow_type: pa.DataType) -> Struct:
 # --------------------------------------------------------------------------- #
 
 
-def _build_table() -> Dict[str, OntologyLayout]:
-    t: Dict[str, OntologyLayout] = {}
+def _build_table() -> dict[str, OntologyLayout]:
+    t: dict[str, OntologyLayout] = {}
 
     def add(msgtype: str, tag: str, root: Struct, fmt: str = "default"):
         t[msgtype] = OntologyLayout(tag, fmt, root)
@@ -605,4 +597,4 @@ class _OptionalSeq(Column):
 
 
 #: ROS message type → ontology layout.
-ONTOLOGY_LAYOUTS: Dict[str, OntologyLayout] = _build_table()
+ONTOLOGY_LAYOUTS: dict[str, OntologyLayout] = _build_table()

@@ -37,8 +37,9 @@ What a plan cannot express (``float128``, wide strings, unknown nodes) makes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -46,15 +47,15 @@ from rosbags.interfaces import Nodetype
 from rosbags.typesys.base import normalize_fieldname
 
 __all__ = [
-    "DecodePlan",
-    "ColumnarBatch",
-    "Strings",
-    "StringLists",
-    "PrimitiveLists",
     "ByteRuns",
+    "ColumnarBatch",
+    "DecodePlan",
     "MessageLists",
     "PlanMismatch",
     "PlanUnsupported",
+    "PrimitiveLists",
+    "StringLists",
+    "Strings",
     "compile_plan",
 ]
 
@@ -97,16 +98,16 @@ class _Source:
     """The bytes of one batch: one numpy ``uint8`` buffer, plus the Arrow buffer
     it came from when the batch is a single serialized message (zero copy)."""
 
-    __slots__ = ("buf", "arrow", "rows2d", "starts")
+    __slots__ = ("arrow", "buf", "rows2d", "starts")
 
-    def __init__(self, buf: np.ndarray, arrow: Optional[pa.Buffer], starts: np.ndarray, lens: np.ndarray):
+    def __init__(self, buf: np.ndarray, arrow: pa.Buffer | None, starts: np.ndarray, lens: np.ndarray):
         self.buf = buf
         self.arrow = arrow
         self.starts = starts
         # All messages of the same length: a (n, length) view lets fixed runs of
         # the top-level message be sliced instead of gathered.
         n = len(lens)
-        self.rows2d: Optional[np.ndarray] = None
+        self.rows2d: np.ndarray | None = None
         if n and int(lens[0]) > 0 and bool((lens == lens[0]).all()):
             self.rows2d = buf[: n * int(lens[0])].reshape(n, int(lens[0]))
 
@@ -143,13 +144,13 @@ def _offsets_from_counts(counts: np.ndarray) -> np.ndarray:
 class Strings:
     """``k`` strings decoded lazily: start offsets and byte lengths in the batch buffer."""
 
-    __slots__ = ("src", "starts", "lengths", "_arrow")
+    __slots__ = ("_arrow", "lengths", "src", "starts")
 
     def __init__(self, src: _Source, starts: np.ndarray, lengths: np.ndarray):
         self.src = src
         self.starts = starts
         self.lengths = lengths
-        self._arrow: Optional[pa.Array] = None
+        self._arrow: pa.Array | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -203,7 +204,7 @@ class ByteRuns:
     zero-copy slice of that message.
     """
 
-    __slots__ = ("src", "starts", "lengths")
+    __slots__ = ("lengths", "src", "starts")
 
     def __init__(self, src: _Source, starts: np.ndarray, lengths: np.ndarray):
         self.src = src
@@ -223,14 +224,14 @@ class MessageLists:
     """An array/sequence of nested messages: list offsets (``k + 1``) into the
     :class:`ColumnarBatch` of all elements."""
 
-    __slots__ = ("offsets", "elements")
+    __slots__ = ("elements", "offsets")
 
-    def __init__(self, offsets: np.ndarray, elements: "ColumnarBatch"):
+    def __init__(self, offsets: np.ndarray, elements: ColumnarBatch):
         self.offsets = offsets
         self.elements = elements
 
 
-Value = Union[np.ndarray, Strings, StringLists, PrimitiveLists, ByteRuns, MessageLists]
+Value = np.ndarray | Strings | StringLists | PrimitiveLists | ByteRuns | MessageLists
 
 
 class ColumnarBatch:
@@ -243,9 +244,9 @@ class ColumnarBatch:
     this module.
     """
 
-    __slots__ = ("n", "values", "prefix")
+    __slots__ = ("n", "prefix", "values")
 
-    def __init__(self, n: int, values: Dict[str, Value], prefix: str = ""):
+    def __init__(self, n: int, values: dict[str, Value], prefix: str = ""):
         self.n = n
         self.values = values
         self.prefix = prefix
@@ -256,7 +257,7 @@ class ColumnarBatch:
     def has(self, path: str) -> bool:
         return (self.prefix + path) in self.values
 
-    def scope(self, path: Optional[str]) -> "ColumnarBatch":
+    def scope(self, path: str | None) -> ColumnarBatch:
         """The nested message at ``path`` (same rows)."""
         if not path:
             return self
@@ -286,11 +287,11 @@ class _Prim:
 class _Run:
     """Consecutive fixed-size primitives, read together."""
 
-    def __init__(self, fields: List[_Prim], cdr: bool):
+    def __init__(self, fields: list[_Prim], cdr: bool):
         self.fields = fields
         self.cdr = cdr
         # residue (start offset mod 8, relative to the CDR payload) -> (offsets, size)
-        self.layouts: List[Tuple[List[int], int]] = []
+        self.layouts: list[tuple[list[int], int]] = []
         for r in range(8 if cdr else 1):
             cur = r
             offs = []
@@ -327,11 +328,11 @@ class _Seq:
 @dataclass
 class _Msgs:
     path: str
-    plan: "DecodePlan"
+    plan: DecodePlan
     count: int  # N fixed array, -1 sequence
 
 
-Item = Union[_Run, _Zero, _Str, _Seq, _Msgs]
+Item = _Run | _Zero | _Str | _Seq | _Msgs
 
 #: Sequences of a message type serialized as 0 bytes (ROS 1 ``Empty``) longer
 #: than this are left to rosbags.
@@ -355,7 +356,7 @@ def _min_bytes(item: Item, cdr: bool) -> int:
 class _State:
     """Cursors of ``k`` instances being decoded."""
 
-    __slots__ = ("src", "le", "pos", "base", "end", "top", "max_seq")
+    __slots__ = ("base", "end", "le", "max_seq", "pos", "src", "top")
 
     def __init__(self, src, le, pos, base, end, top, max_seq):
         self.src: _Source = src
@@ -400,17 +401,17 @@ class DecodePlan:
             variable-size field (in a sequence: with an aligned start), else None.
     """
 
-    def __init__(self, msgtype: str, items: List[Item], cdr: bool, max_seq: int):
+    def __init__(self, msgtype: str, items: list[Item], cdr: bool, max_seq: int):
         self.msgtype = msgtype
         self.items = items
         self.cdr = cdr
         self.max_seq = max_seq
-        self.has_byte_runs = any(
+        self.has_byte_runs: bool = any(
             isinstance(i, _Seq) and i.base in BYTE_ELEMENTS
             or isinstance(i, _Msgs) and i.plan.has_byte_runs
             for i in items
         )
-        self.fixed_size: Optional[int] = None
+        self.fixed_size: int | None = None
         self.align = 1
         runs = [i for i in items if not isinstance(i, _Zero)]
         if not runs:
@@ -418,7 +419,7 @@ class DecodePlan:
         elif len(runs) == 1 and isinstance(runs[0], _Run):
             run = runs[0]
             # Regular stride: every element starts aligned to its largest alignment.
-            offs, size = run.layouts[0]
+            size = run.layouts[0][1]
             if run.first_align == run.max_align and size % run.max_align == 0:
                 self.fixed_size = size
                 self.align = run.max_align
@@ -467,7 +468,7 @@ class DecodePlan:
         else:
             base = starts
         st = _State(src, le, base.copy(), base, end, True, self.max_seq)
-        out: Dict[str, Value] = {}
+        out: dict[str, Value] = {}
         self._walk(st, out, "", False)
         if n:
             if self.cdr:
@@ -478,13 +479,13 @@ class DecodePlan:
         return ColumnarBatch(n, out)
 
     @staticmethod
-    def endianness(messages: Sequence[Any]) -> List[int]:
+    def endianness(messages: Sequence[Any]) -> list[int]:
         """CDR byte 1 of each message (1 = little-endian), -1 when too short."""
         return [m[1] if len(m) >= 2 else -1 for m in messages]
 
     # -- walk ---------------------------------------------------------------
 
-    def _walk(self, st: _State, out: Dict[str, Value], prefix: str, measure: bool) -> None:
+    def _walk(self, st: _State, out: dict[str, Value], prefix: str, measure: bool) -> None:
         for item in self.items:
             if isinstance(item, _Run):
                 self._run(item, st, out, prefix, measure)
@@ -497,7 +498,7 @@ class DecodePlan:
             elif not measure:  # _Zero
                 out[prefix + item.path] = np.zeros(len(st.pos), dtype=np.uint8)
 
-    def _align(self, st: _State, pos: np.ndarray, a: int, base: Optional[np.ndarray] = None) -> np.ndarray:
+    def _align(self, st: _State, pos: np.ndarray, a: int, base: np.ndarray | None = None) -> np.ndarray:
         if not self.cdr or a == 1:
             return pos
         b = st.base if base is None else base
@@ -572,7 +573,7 @@ class DecodePlan:
         self._check(count > st.max_seq, f"{what}: sequence too long")
         return count
 
-    def _one_string(self, st: _State, pos, base, end) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _one_string(self, st: _State, pos, base, end) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(content starts, content lengths, new cursors) of one string per instance."""
         if self.cdr:
             pos = base + ((pos - base + 3) & -4)
@@ -674,7 +675,7 @@ class DecodePlan:
             if measure:
                 return
         es = _State(st.src, st.le, elem_pos, st.base[rows], st.end[rows], False, st.max_seq)
-        elems: Dict[str, Value] = {}
+        elems: dict[str, Value] = {}
         sub._walk(es, elems, "", False)
         out[prefix + item.path] = MessageLists(offsets, ColumnarBatch(total, elems))
 
@@ -733,8 +734,8 @@ def _compile(typestore: Any, msgtype: str, cdr: bool, depth: int, plans: dict) -
         return plans[msgtype]
     flat: list = []
     _flatten(typestore, msgtype, cdr, "", depth, flat, plans)
-    items: List[Item] = []
-    run: List[_Prim] = []
+    items: list[Item] = []
+    run: list[_Prim] = []
     for it in flat:
         if isinstance(it, _Prim):
             run.append(it)
