@@ -479,3 +479,23 @@ def test_property_corrupted_messages_fail_or_convert_like_the_reference(case, da
         assert info.value.index == exc.index
         return
     assert_same_batch(conv.convert(ts, raws), ref)
+
+
+def test_convert_batches_splits_by_rows_and_bytes():
+    t = read_bag("ros2_mcap_nav2_turtlebot/nav2_turtlebot.mcap")["/tf"]
+    conv = t.converter()
+    ref = conv.convert_reference(t.timestamps, t.raws)
+    conv.PLAN_CHUNK_ROWS = 700  # instance overrides of the class limits
+    batches = conv.convert_batches(t.timestamps, t.raws)
+    assert [b.num_rows for b in batches[:-1]] == [700] * (len(batches) - 1)
+    assert pa.Table.from_batches(batches).equals(pa.Table.from_batches([ref]))
+    conv.PLAN_CHUNK_BYTES = 10_000
+    batches = conv.convert_batches(t.timestamps, t.raws)
+    start = 0
+    for b in batches:
+        chunk = t.raws[start:start + b.num_rows]
+        assert sum(map(len, chunk)) <= 10_000 or len(chunk) == 1
+        assert sum(map(len, t.raws[start:start + b.num_rows + 1])) > 10_000 or b is batches[-1]
+        start += b.num_rows
+    assert pa.Table.from_batches(batches).equals(pa.Table.from_batches([ref]))
+    assert conv.convert(t.timestamps, t.raws).equals(ref)

@@ -89,8 +89,9 @@ class TopicConverter:
     #: :meth:`convert_batches`).
     PLAN_CHUNK_ROWS = 4096
     #: Serialized bytes decoded together by the plan path (a chunk ends before
-    #: it would exceed this, unless it has a single message).
-    PLAN_CHUNK_BYTES = 8 * 1024 * 1024
+    #: it would exceed this, unless it has a single message); bounds the
+    #: transient memory of a decode.
+    PLAN_CHUNK_BYTES = 4 * 1024 * 1024
 
     def __init__(
         self,
@@ -300,26 +301,33 @@ class TopicConverter:
         )
 
     def _chunks(self, messages: Messages) -> list[tuple[int, int]]:
-        """(start, stop) ranges of the plan path's record batches."""
+        """(start, stop) ranges of the plan path's record batches.
+
+        At most :attr:`PLAN_CHUNK_ROWS` messages and :attr:`PLAN_CHUNK_BYTES`
+        bytes per range (a single message may be larger); with byte-run
+        payloads, each message of :data:`LARGE_MESSAGE_BYTES` or more alone.
+        """
         n = len(messages)
-        plan = self.plan
-        if plan is None or not plan.has_byte_runs:
-            rows = self.PLAN_CHUNK_ROWS
-            return [(s, min(n, s + rows)) for s in range(0, n, rows)]
+        rows, limit = self.PLAN_CHUNK_ROWS, self.PLAN_CHUNK_BYTES
+        lens = np.fromiter(map(len, messages), dtype=np.int64, count=n)
+        large = (
+            lens >= LARGE_MESSAGE_BYTES
+            if self.plan is not None and self.plan.has_byte_runs
+            else np.zeros(n, dtype=bool)
+        )
+        if n <= rows and int(lens.sum()) <= limit and not bool(large.any()):
+            return [(0, n)]
         out = []
         start = 0
         size = 0
-        large = LARGE_MESSAGE_BYTES
-        limit = self.PLAN_CHUNK_BYTES
-        for i, raw in enumerate(messages):
-            length = len(raw)
-            if length >= large:
+        for i, (length, alone) in enumerate(zip(lens.tolist(), large.tolist())):
+            if alone:
                 if i > start:
                     out.append((start, i))
                 out.append((i, i + 1))
                 start, size = i + 1, 0
                 continue
-            if i > start and (size + length > limit or i - start >= self.PLAN_CHUNK_ROWS):
+            if i > start and (size + length > limit or i - start >= rows):
                 out.append((start, i))
                 start, size = i, 0
             size += length

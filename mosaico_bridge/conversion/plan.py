@@ -94,6 +94,18 @@ class PlanUnsupported(Exception):
 # --------------------------------------------------------------------------- #
 
 
+def _rows(buf: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    """``(len(starts), size)`` copy of ``buf[s:s+size]`` for every start (each in bounds).
+
+    Indexes a strided window view instead of building one index per byte
+    (an order of magnitude faster for runs of tens of bytes).
+    """
+    windows = np.lib.stride_tricks.as_strided(
+        buf, shape=(len(buf) - size + 1, size), strides=(buf.strides[0], buf.strides[0]), writeable=False
+    )
+    return windows[starts]
+
+
 class _Source:
     """The bytes of one batch: one numpy ``uint8`` buffer, plus the Arrow buffer
     it came from when the batch is a single serialized message (zero copy)."""
@@ -123,12 +135,22 @@ class _Source:
             if k == 1:
                 s = int(starts[0])
                 return self.buf[s : s + l0].copy()
-            return self.buf[starts[:, None] + np.arange(l0)].reshape(-1)
+            return _rows(self.buf, starts, l0).reshape(-1)
         total = int(lens.sum())
         if total == 0:
             return np.empty(0, dtype=np.uint8)
         if total > 64 * k:  # long runs: one slice copy per run beats an index per byte
             return np.concatenate([self.buf[s : s + ln] for s, ln in zip(starts.tolist(), lens.tolist())])
+        maxl = int(lens.max())
+        if maxl * k <= 4 * total + 4096:
+            # Short runs of varied lengths: one (k, maxl) window gather, then keep
+            # the first lens[i] bytes of row i (rows near the buffer end are
+            # shifted back so the window stays inside the buffer).
+            clamped = np.minimum(starts, len(self.buf) - maxl)
+            shift = (starts - clamped)[:, None]
+            col = np.arange(maxl)
+            keep = (col >= shift) & (col < shift + lens[:, None])
+            return _rows(self.buf, clamped, maxl)[keep]
         offsets = np.zeros(k, dtype=np.int64)
         np.cumsum(lens[:-1], out=offsets[1:])
         idx = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets, lens)
@@ -512,7 +534,7 @@ class DecodePlan:
         k = len(pos)
         if k == 0:
             return np.empty(0, dtype=np.int64)
-        raw = st.src.buf[pos[:, None] + np.arange(4)]
+        raw = _rows(st.src.buf, pos, 4)
         return raw.view(_dtype("u4", st.le)).reshape(k).astype(np.int64)
 
     def _run(self, run: _Run, st: _State, out, prefix: str, measure: bool) -> None:
@@ -550,7 +572,7 @@ class DecodePlan:
             p = pos[idx]
             self._check(p + size > st.end[idx], "message too short")
             if not measure:
-                block = st.src.buf[p[:, None] + np.arange(size)]
+                block = _rows(st.src.buf, p, size)
                 for f, off in zip(run.fields, offs):
                     out[prefix + f.path][idx] = _field(block, f, off, st.le)
             new[idx] = p + size
@@ -563,7 +585,7 @@ class DecodePlan:
             r0 = int(rel[0])
             if bool((rel == r0).all()):
                 return rows2d[:, r0 : r0 + size]
-        return st.src.buf[p[:, None] + np.arange(size)]
+        return _rows(st.src.buf, p, size)
 
     def _count(self, st: _State, what: str) -> np.ndarray:
         pos = self._align(st, st.pos, 4)
