@@ -3,8 +3,9 @@
 One code path for every source of serialized messages: a rosbags bag reader
 (``AnyReader.messages()`` yields raw bytes + the typestore) or a live rclpy
 subscription created with ``raw=True``. :func:`make_converter` picks the
-layout once per topic; :meth:`TopicConverter.convert` then turns batches of
-serialized messages into record batches.
+layout and compiles the decoding plan (:mod:`.plan`) once per topic;
+:meth:`TopicConverter.convert` / :meth:`TopicConverter.convert_batches` then
+turn batches of serialized messages into record batches.
 """
 
 from __future__ import annotations
