@@ -6,10 +6,15 @@ Public interface::
 
     conv = make_converter("sensor_msgs/msg/Imu", typestore, encoding="cdr")
     batch = conv.convert(timestamps_ns, serialized_messages)   # pa.RecordBatch, conv.schema
+    batches = conv.convert_batches(timestamps_ns, serialized_messages, first_index=i0)
+    # list[pa.RecordBatch]; large Image/PointCloud2/uint8[] payloads are zero-copy slices
 
 Known ROS types get the Arrow layout of their Mosaico ontology class
 (:mod:`.ontology`); every other type gets a lossless layout derived from its
-message definition (:mod:`.generic`). See :mod:`.converter` for details.
+message definition (:mod:`.generic`). Serialized messages are decoded a batch
+at a time by a decoding plan compiled from the message definition
+(:mod:`.plan`); rosbags' per-message deserializer is the fallback and the
+reference (``TopicConverter.convert_reference``). See :mod:`.converter`.
 """
 
 from .common import ConversionError
@@ -18,9 +23,9 @@ from .generic import generic_ontology_tag
 from .ontology import ONTOLOGY_LAYOUTS
 
 __all__ = [
+    "ONTOLOGY_LAYOUTS",
     "ConversionError",
     "TopicConverter",
-    "make_converter",
     "generic_ontology_tag",
-    "ONTOLOGY_LAYOUTS",
+    "make_converter",
 ]

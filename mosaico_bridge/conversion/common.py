@@ -19,53 +19,83 @@ Arrow conventions reproduced here come from the Mosaico protocol reference
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from rosbags.interfaces import Nodetype
 
+from .plan import (
+    ByteRuns,
+    ColumnarBatch,
+    MessageLists,
+    PrimitiveLists,
+    StringLists,
+    Strings,
+)
+
 __all__ = [
-    "ConversionError",
-    "Column",
-    "Leaf",
-    "Nulls",
-    "Constant",
-    "FieldSpec",
-    "Struct",
-    "NumericList",
-    "StringList",
+    "HEADER_TYPE",
+    "TIME_TYPE",
+    "AtLeast",
     "Binary",
-    "MessageList",
+    "Column",
+    "ColumnarUnsupported",
+    "Constant",
+    "ConversionError",
     "Covariance",
     "CovarianceType",
-    "HeaderColumn",
-    "Predicate",
+    "FieldSpec",
     "FirstEntryNot",
-    "AtLeast",
-    "TIME_TYPE",
-    "HEADER_TYPE",
+    "HeaderColumn",
+    "Leaf",
+    "MessageList",
+    "Nulls",
+    "NumericList",
+    "Predicate",
+    "StringList",
+    "Struct",
+    "arrow_from_numpy",
+    "arrow_strings",
     "resolve_path",
 ]
 
 
-class ConversionError(ValueError):
+class ConversionError(Exception):
     """A ROS message type or a serialized message cannot be turned into Arrow.
 
-    The message is one line and names the ROS message type (and, for a message
-    that fails to deserialize, its index in the batch).
+    Base class of the errors of :mod:`mosaico_bridge.conversion` (not a
+    ``ValueError``). The message is one line and names the ROS message type
+    (and, for one bad message, its absolute index in the topic and its
+    timestamp: ``message <index> (timestamp_ns <t>)``).
 
     Attributes:
         msgtype: the ROS message type concerned, if known.
-        index: index (0-based) of the offending message in the ``convert``
-            input, or None when the error is not about one message.
+        index: absolute index (0-based) of the offending message in the topic
+            (``first_index`` given to ``convert`` + position in the batch), or
+            None when the error is not about one message.
+        timestamp_ns: timestamp (ns) of the offending message, or None.
+        position: position (0-based) of the offending message in the
+            ``messages`` given to the failing call (``index - first_index``),
+            or None.
     """
 
-    def __init__(self, message: str, *, msgtype: Optional[str] = None, index: Optional[int] = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        msgtype: str | None = None,
+        index: int | None = None,
+        timestamp_ns: int | None = None,
+        position: int | None = None,
+    ):
         super().__init__(message)
         self.msgtype = msgtype
         self.index = index
+        self.timestamp_ns = timestamp_ns
+        self.position = position
 
 
 # --------------------------------------------------------------------------- #
@@ -138,7 +168,7 @@ def resolve_path(typestore: Any, msgtype: str, path: str):
     return desc
 
 
-def _nested_type(typestore: Any, msgtype: str, path: Optional[str]) -> str:
+def _nested_type(typestore: Any, msgtype: str, path: str | None) -> str:
     """Message type reached by ``path`` from ``msgtype`` (``msgtype`` itself if no path)."""
     if not path:
         return msgtype
@@ -156,11 +186,11 @@ def _element_type(typestore: Any, msgtype: str, path: str):
     return desc[1][0]
 
 
-def _getter(path: Optional[str]) -> Optional[Callable[[Any], Any]]:
+def _getter(path: str | None) -> Callable[[Any], Any] | None:
     return attrgetter(path) if path else None
 
 
-def _values(getter: Optional[Callable[[Any], Any]], objs: Sequence[Any]) -> list:
+def _values(getter: Callable[[Any], Any] | None, objs: Sequence[Any]) -> list:
     return list(map(getter, objs)) if getter is not None else list(objs)
 
 
@@ -175,11 +205,129 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
     return offsets.astype(np.int32)
 
 
-def _mask(valid: Optional[np.ndarray]) -> Optional[pa.Array]:
+def _mask(valid: np.ndarray | None) -> pa.Array | None:
     """Arrow null mask (True = null) from a validity vector, or None if all valid."""
     if valid is None or bool(valid.all()):
         return None
     return pa.array(~valid, type=pa.bool_())
+
+
+# -- columnar helpers (numpy -> Arrow without pa.array's per-call overhead) --
+
+_NUMPY_OF_ARROW: dict[pa.DataType, np.dtype] = {
+    pa.int8(): np.dtype(np.int8), pa.int16(): np.dtype(np.int16), pa.int32(): np.dtype(np.int32),
+    pa.int64(): np.dtype(np.int64), pa.uint8(): np.dtype(np.uint8), pa.uint16(): np.dtype(np.uint16),
+    pa.uint32(): np.dtype(np.uint32), pa.uint64(): np.dtype(np.uint64),
+    pa.float32(): np.dtype(np.float32), pa.float64(): np.dtype(np.float64),
+}
+
+
+class ColumnarUnsupported(Exception):
+    """A column (or a decoded field shape) has no columnar build; use the
+    object path (:meth:`Column.build`)."""
+
+
+def _bitmap(valid: np.ndarray | None) -> pa.Buffer | None:
+    """Arrow validity bitmap from a bool vector (True = valid), None if all valid."""
+    if valid is None or bool(valid.all()):
+        return None
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def arrow_from_numpy(values: np.ndarray, arrow_type: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
+    """1-D numpy array → Arrow array of ``arrow_type`` (a primitive type).
+
+    Integers are range-checked when narrowed or re-signed.
+
+    Raises:
+        OverflowError: an integer does not fit ``arrow_type``.
+        ColumnarUnsupported: ``arrow_type`` is not a primitive numeric/bool type.
+    """
+    n = len(values)
+    if pa.types.is_boolean(arrow_type):
+        bits = np.packbits(values.astype(np.bool_, copy=False), bitorder="little")
+        return pa.Array.from_buffers(arrow_type, n, [_bitmap(valid), pa.py_buffer(bits)])
+    target = _NUMPY_OF_ARROW.get(arrow_type)
+    if target is None:
+        raise ColumnarUnsupported(f"no numpy type for {arrow_type}")
+    if values.dtype != target:
+        if values.dtype.kind in "iub" and target.kind in "iu" and n:
+            info = np.iinfo(target)
+            lo, hi = int(values.min()), int(values.max())
+            if lo < info.min or hi > info.max:
+                bad = lo if lo < info.min else hi
+                raise OverflowError(f"value {bad} does not fit {arrow_type}")
+        values = values.astype(target)
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(arrow_type, n, [_bitmap(valid), pa.py_buffer(values)])
+
+
+def arrow_strings(values: Sequence[str]) -> pa.Array:
+    """Arrow ``string`` array from Python strings, without ``pa.array`` (which
+    imports pandas on first use, ~0.5 s)."""
+    encoded = [v.encode() for v in values]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(encoded), [None, _offsets_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    )
+
+
+def _offsets_buffer(offsets: np.ndarray) -> pa.Buffer:
+    if len(offsets) and offsets[-1] > np.iinfo(np.int32).max:
+        raise OverflowError(
+            f"{offsets[-1]} elements/bytes in one column exceed the 2 GiB limit of one record batch"
+        )
+    return pa.py_buffer(offsets.astype(np.int32))
+
+
+def _list_array(
+    list_type: pa.DataType,
+    n: int,
+    offsets: np.ndarray | None,
+    values: pa.Array,
+    valid: np.ndarray | None = None,
+) -> pa.Array:
+    """``list``/``fixed_size_list`` array from int64 offsets (ignored for fixed size) and values."""
+    if pa.types.is_fixed_size_list(list_type):
+        return pa.Array.from_buffers(list_type, n, [_bitmap(valid)], children=[values])
+    assert offsets is not None
+    return pa.Array.from_buffers(
+        list_type, n, [_bitmap(valid), _offsets_buffer(offsets)], children=[values]
+    )
+
+
+def _fixed_offsets(n: int, width: int) -> np.ndarray:
+    return np.arange(n + 1, dtype=np.int64) * width
+
+
+def _string_array(value: Any) -> pa.Array:
+    if isinstance(value, Strings):
+        return value.arrow()
+    raise ColumnarUnsupported(f"expected strings, got {type(value).__name__}")
+
+
+def _numeric(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    raise ColumnarUnsupported(f"expected a primitive field, got {type(value).__name__}")
+
+
+def _row_any_positive(value: Any, n: int) -> tuple:
+    """(valid rows: some entry > 0, row lengths, flat float64 values) of a numeric array field."""
+    if isinstance(value, np.ndarray) and value.ndim == 2:
+        matrix = value.astype(np.float64, copy=False)
+        valid = (matrix > 0).any(axis=1)
+        lengths = np.full(n, matrix.shape[1], dtype=np.int64)
+        return valid, lengths, matrix, None
+    if isinstance(value, PrimitiveLists):
+        flat = value.values.astype(np.float64, copy=False)
+        pos = np.zeros(len(flat) + 1, dtype=np.int64)
+        np.cumsum(flat > 0, out=pos[1:])
+        valid = (pos[value.offsets[1:]] - pos[value.offsets[:-1]]) > 0
+        return valid, np.diff(value.offsets), None, flat
+    raise ColumnarUnsupported(f"expected a numeric array field, got {type(value).__name__}")
 
 
 # --------------------------------------------------------------------------- #
@@ -201,6 +349,22 @@ class Column:
 
     def check(self, typestore: Any, msgtype: str) -> None:
         """Raise ``KeyError`` if the ROS fields this column reads are not in ``msgtype``."""
+
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
+        """Build an array of ``cols.n`` rows from decoded columns (:mod:`.plan`).
+
+        Same result as :meth:`build` on the deserialized messages.
+
+        Raises:
+            ColumnarUnsupported: no columnar build for this column / field shape.
+            OverflowError: a value does not fit the Arrow type.
+            pyarrow.ArrowInvalid: a string is not valid UTF-8.
+        """
+        raise ColumnarUnsupported(type(self).__name__)
+
+    def supports_columnar(self) -> bool:
+        """Whether :meth:`build_columnar` is implemented for this column (and its children)."""
+        return False
 
     def fixed_bytes(self) -> int:
         """Rough fixed Arrow size of one row of this column, in bytes (payload excluded)."""
@@ -235,18 +399,33 @@ class Leaf(Column):
         self,
         src: str,
         arrow_type: pa.DataType,
-        convert: Optional[Callable[[list], Any]] = None,
+        convert: Callable[[list], Any] | None = None,
+        convert_columnar: Callable[[Any, pa.DataType], pa.Array] | None = None,
     ):
         self.src = src
         self.type = arrow_type
         self._get = attrgetter(src)
         self._convert = convert
+        self._convert_columnar = convert_columnar
 
     def build(self, objs):
         values = list(map(self._get, objs))
         if self._convert is not None:
             values = self._convert(values)
         return pa.array(values, type=self.type)
+
+    def supports_columnar(self):
+        return self._convert is None or self._convert_columnar is not None
+
+    def build_columnar(self, cols):
+        value = cols.get(self.src)
+        if self._convert_columnar is not None:
+            return self._convert_columnar(value, self.type)
+        if self._convert is not None:
+            raise ColumnarUnsupported(f"{self.src}: conversion without a columnar form")
+        if pa.types.is_string(self.type):
+            return _string_array(value)
+        return arrow_from_numpy(_numeric(value), self.type)
 
     def check(self, typestore, msgtype):
         resolve_path(typestore, msgtype, self.src)
@@ -261,6 +440,12 @@ class Nulls(Column):
     def build(self, objs):
         return pa.nulls(len(objs), type=self.type)
 
+    def supports_columnar(self):
+        return True
+
+    def build_columnar(self, cols):
+        return pa.nulls(cols.n, type=self.type)
+
 
 class Constant(Column):
     """The same value in every row."""
@@ -272,6 +457,14 @@ class Constant(Column):
     def build(self, objs):
         return pa.array([self._value] * len(objs), type=self.type)
 
+    def supports_columnar(self):
+        return True
+
+    def build_columnar(self, cols):
+        if pa.types.is_string(self.type):
+            return arrow_strings([self._value] * cols.n)
+        return arrow_from_numpy(np.full(cols.n, self._value), self.type)
+
 
 class Predicate:
     """Row validity rule used to null out an optional ontology struct."""
@@ -282,6 +475,10 @@ class Predicate:
 
     def check(self, typestore: Any, msgtype: str) -> None:
         """Raise ``KeyError`` if the ROS fields read by the rule are missing."""
+
+    def mask_columnar(self, cols: ColumnarBatch) -> np.ndarray:
+        """Same as :meth:`mask`, from decoded columns."""
+        raise ColumnarUnsupported(type(self).__name__)
 
 
 class FirstEntryNot(Predicate):
@@ -300,6 +497,20 @@ class FirstEntryNot(Predicate):
             count=len(objs),
         )
 
+    def mask_columnar(self, cols):
+        value = cols.get(self.src)
+        if isinstance(value, np.ndarray) and value.ndim == 2:
+            if value.shape[1] == 0:
+                return np.zeros(cols.n, dtype=bool)
+            return value[:, 0] != self._value
+        if isinstance(value, PrimitiveLists):
+            lengths = np.diff(value.offsets)
+            firsts = np.zeros(cols.n, dtype=np.float64)
+            has = lengths > 0
+            firsts[has] = value.values[value.offsets[:-1][has]]
+            return has & (firsts != self._value)
+        raise ColumnarUnsupported(f"{self.src}: not an array")
+
     def check(self, typestore, msgtype):
         _element_type(typestore, msgtype, self.src)
 
@@ -315,6 +526,9 @@ class AtLeast(Predicate):
     def mask(self, objs):
         return np.fromiter(map(self._get, objs), dtype=np.float64, count=len(objs)) >= self._value
 
+    def mask_columnar(self, cols):
+        return _numeric(cols.get(self.src)).astype(np.float64) >= self._value
+
     def check(self, typestore, msgtype):
         resolve_path(typestore, msgtype, self.src)
 
@@ -322,7 +536,7 @@ class AtLeast(Predicate):
 class FieldSpec:
     """One named child of a :class:`Struct`."""
 
-    __slots__ = ("name", "column", "nullable")
+    __slots__ = ("column", "name", "nullable")
 
     def __init__(self, name: str, column: Column, nullable: bool = True):
         self.name = name
@@ -347,8 +561,8 @@ class Struct(Column):
     def __init__(
         self,
         fields: Sequence[FieldSpec],
-        src: Optional[str] = None,
-        valid: Optional[Predicate] = None,
+        src: str | None = None,
+        valid: Predicate | None = None,
     ):
         self.fields = list(fields)
         self.src = src
@@ -371,6 +585,19 @@ class Struct(Column):
                 [None if m else {} for m in mask.to_pylist()], type=self.type
             )
         return pa.StructArray.from_arrays(children, fields=self.arrow_fields, mask=mask)
+
+    def supports_columnar(self):
+        return all(f.column.supports_columnar() for f in self.fields)
+
+    def build_children_columnar(self, cols: ColumnarBatch) -> list:
+        """Child arrays from decoded columns (the top-level columns of a record batch)."""
+        return [f.column.build_columnar(cols) for f in self.fields]
+
+    def build_columnar(self, cols):
+        cols = cols.scope(self.src)
+        children = self.build_children_columnar(cols)
+        valid = self._valid.mask_columnar(cols) if self._valid is not None else None
+        return pa.Array.from_buffers(self.type, cols.n, [_bitmap(valid)], children=children)
 
     def check(self, typestore, msgtype):
         inner = _nested_type(typestore, msgtype, self.src)
@@ -398,9 +625,9 @@ class NumericList(Column):
 
     def __init__(
         self,
-        src: Optional[str],
+        src: str | None,
         item_type: pa.DataType,
-        size: Optional[int] = None,
+        size: int | None = None,
         item_nullable: bool = True,
     ):
         self.src = src
@@ -429,6 +656,29 @@ class NumericList(Column):
         lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         return pa.ListArray.from_arrays(pa.array(_offsets(lengths)), values, type=self.type)
 
+    def supports_columnar(self):
+        return self.src is not None
+
+    def build_columnar(self, cols):
+        value = cols.get(self.src)
+        n = cols.n
+        if isinstance(value, np.ndarray) and value.ndim == 2:
+            values = arrow_from_numpy(value.reshape(-1), self.item_type)
+            offsets = _fixed_offsets(n, value.shape[1])
+        elif isinstance(value, PrimitiveLists):
+            values = arrow_from_numpy(value.values, self.item_type)
+            offsets = value.offsets
+        elif isinstance(value, ByteRuns):
+            if self._np_dtype.itemsize != 1:
+                raise ColumnarUnsupported(f"{self.src}: byte run for {self.item_type}")
+            offsets = value.offsets()
+            values = pa.Array.from_buffers(self.item_type, int(offsets[-1]), [None, value.data_buffer()])
+        else:
+            raise ColumnarUnsupported(f"{self.src}: not a numeric array")
+        if self.size and len(values) != self.size * n:
+            raise ValueError(f"fixed array {self.src!r} does not have {self.size} elements")
+        return _list_array(self.type, n, offsets, values)
+
     def check(self, typestore, msgtype):
         if self.src:
             _element_type(typestore, msgtype, self.src)
@@ -437,7 +687,7 @@ class NumericList(Column):
 class StringList(Column):
     """A ROS array/sequence of strings (Python lists from rosbags)."""
 
-    def __init__(self, src: Optional[str], size: Optional[int] = None, item_nullable: bool = True):
+    def __init__(self, src: str | None, size: int | None = None, item_nullable: bool = True):
         self.src = src
         self._get = _getter(src)
         self.size = size
@@ -452,6 +702,15 @@ class StringList(Column):
             return pa.FixedSizeListArray.from_arrays(values, type=self.type)
         lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         return pa.ListArray.from_arrays(pa.array(_offsets(lengths)), values, type=self.type)
+
+    def supports_columnar(self):
+        return self.src is not None
+
+    def build_columnar(self, cols):
+        value = cols.get(self.src)
+        if not isinstance(value, StringLists):
+            raise ColumnarUnsupported(f"{self.src}: not a string array")
+        return _list_array(self.type, cols.n, value.offsets, value.strings.arrow())
 
     def check(self, typestore, msgtype):
         if self.src:
@@ -468,7 +727,7 @@ class Binary(Column):
 
     type = pa.binary()
 
-    def __init__(self, src: Optional[str]):
+    def __init__(self, src: str | None):
         self.src = src
         self._get = _getter(src)
 
@@ -487,6 +746,24 @@ class Binary(Column):
         return pa.Array.from_buffers(
             pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
         )
+
+    def supports_columnar(self):
+        return self.src is not None
+
+    def build_columnar(self, cols):
+        value = cols.get(self.src)
+        n = cols.n
+        if isinstance(value, ByteRuns):
+            return pa.Array.from_buffers(
+                pa.binary(), n, [None, _offsets_buffer(value.offsets()), value.data_buffer()]
+            )
+        if isinstance(value, np.ndarray) and value.ndim == 2:
+            data = np.ascontiguousarray(value).view(np.uint8).reshape(-1)
+            offsets = _fixed_offsets(n, value.shape[1])
+            return pa.Array.from_buffers(
+                pa.binary(), n, [None, _offsets_buffer(offsets), pa.py_buffer(data)]
+            )
+        raise ColumnarUnsupported(f"{self.src}: not a byte array")
 
     def check(self, typestore, msgtype):
         if self.src:
@@ -509,9 +786,9 @@ class MessageList(Column):
 
     def __init__(
         self,
-        src: Optional[str],
+        src: str | None,
         element: Column,
-        size: Optional[int] = None,
+        size: int | None = None,
         item_nullable: bool = True,
     ):
         self.src = src
@@ -529,6 +806,16 @@ class MessageList(Column):
             return pa.FixedSizeListArray.from_arrays(values, type=self.type)
         lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         return pa.ListArray.from_arrays(pa.array(_offsets(lengths)), values, type=self.type)
+
+    def supports_columnar(self):
+        return self.src is not None and self.element.supports_columnar()
+
+    def build_columnar(self, cols):
+        value = cols.get(self.src)
+        if not isinstance(value, MessageLists):
+            raise ColumnarUnsupported(f"{self.src}: not a message array")
+        values = self.element.build_columnar(value.elements)
+        return _list_array(self.type, cols.n, value.offsets, values)
 
     def check(self, typestore, msgtype):
         if not self.src:
@@ -578,6 +865,24 @@ class Covariance(Column):
             mask=_mask(valid),
         )
 
+    def supports_columnar(self):
+        return True
+
+    def build_columnar(self, cols):
+        n = cols.n
+        valid, lengths, matrix, flat = _row_any_positive(cols.get(self.src), n)
+        if matrix is not None:
+            kept = matrix[valid].reshape(-1)
+        else:
+            keep = np.repeat(valid, lengths)
+            kept = flat[keep]
+        lengths = np.where(valid, lengths, 0)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return _list_array(
+            self.type, n, offsets, arrow_from_numpy(kept, pa.float64()), valid=valid if n else None
+        )
+
     def check(self, typestore, msgtype):
         _element_type(typestore, msgtype, self.src)
 
@@ -602,6 +907,13 @@ class CovarianceType(Column):
             count=len(objs),
         )
         return pa.array(kinds, type=self.type, mask=~valid)
+
+    def supports_columnar(self):
+        return True
+
+    def build_columnar(self, cols):
+        valid = _row_any_positive(cols.get(self.cov_src), cols.n)[0]
+        return arrow_from_numpy(_numeric(cols.get(self.type_src)), self.type, valid=valid)
 
     def check(self, typestore, msgtype):
         _element_type(typestore, msgtype, self.cov_src)
@@ -646,6 +958,32 @@ class HeaderColumn(Column):
             [timestamp, pa.array(frames, type=pa.string()), counter],
             fields=self._fields,
             mask=_mask(valid),
+        )
+
+    def supports_columnar(self):
+        return True
+
+    def build_columnar(self, cols):
+        n = cols.n
+        h = cols.scope(self.src)
+        sec = _numeric(h.get("stamp.sec"))
+        nsec = _numeric(h.get("stamp.nanosec"))
+        frames = h.get("frame_id")
+        if not isinstance(frames, Strings):
+            raise ColumnarUnsupported("header.frame_id is not a string")
+        valid = ~((frames.lengths == 0) & (sec == 0) & (nsec == 0))
+        timestamp = pa.Array.from_buffers(
+            self._time_fields,
+            n,
+            [None],
+            children=[arrow_from_numpy(sec, pa.int32()), arrow_from_numpy(nsec, pa.uint32())],
+        )
+        if h.has("seq"):
+            counter = arrow_from_numpy(_numeric(h.get("seq")), pa.uint64())
+        else:
+            counter = pa.nulls(n, type=pa.uint64())
+        return pa.Array.from_buffers(
+            HEADER_TYPE, n, [_bitmap(valid)], children=[timestamp, frames.arrow(), counter]
         )
 
     def check(self, typestore, msgtype):

@@ -14,13 +14,21 @@ ROS field                         Arrow type
 ``char``                          ``uint8``
 ``float32`` / ``float64``         ``float`` / ``double`` (``float128`` → ``double``)
 ``string`` (bounded or not)       ``string``
-``byte[]``/``char[]``/``uint8[]`` ``binary`` (fixed arrays and sequences alike)
-other fixed array ``T[N]``        ``fixed_size_list<T, N>``
-other sequence ``T[]``/``T[<=N]`` ``list<T>``
+fixed array ``T[N]``              ``fixed_size_list<T, N>`` (``T`` as above, so
+                                  ``uint8[N]``/``char[N]`` → ``uint8`` items,
+                                  ``byte[N]`` → ``int8`` items)
+sequence ``T[]`` / ``T[<=N]``     ``list<T>`` (``uint8[]``/``char[]`` →
+                                  ``list<uint8>``, ``byte[]`` → ``list<int8>``)
 nested message                    ``struct`` (``builtin_interfaces/Time``/``Duration``
                                   and ROS 1 ``time``/``duration`` →
                                   ``struct<sec: int32, nanosec: uint32>``)
 ================================  ===================================================
+
+Byte arrays are lists of integers, not ``binary``: the SDK's ``Unmodeled``
+adapter turns every ROS array/sequence field back into a ROS message from a
+Python ``list`` (it rejects ``bytes``), so a generic topic reads back into a
+bag. The ``list<uint8>`` values buffer of a large ``uint8[]`` can still be a
+zero-copy slice of the serialized message (:mod:`.plan`).
 
 Column and struct field names are the ROS field names. Every field is
 ``NOT NULL`` (a ROS message always carries every field); list items are
@@ -39,7 +47,6 @@ from rosbags.interfaces import Nodetype
 from rosbags.typesys.base import normalize_fieldname
 
 from .common import (
-    Binary,
     Column,
     ConversionError,
     FieldSpec,
@@ -51,7 +58,7 @@ from .common import (
 )
 from .ontology import SDK_ONTOLOGY_TAGS
 
-__all__ = ["generic_layout", "generic_ontology_tag", "BASE_ARROW_TYPES"]
+__all__ = ["BASE_ARROW_TYPES", "generic_layout", "generic_ontology_tag"]
 
 #: ROS primitive type → Arrow type (scalars).
 BASE_ARROW_TYPES = {
@@ -71,9 +78,6 @@ BASE_ARROW_TYPES = {
     "float128": pa.float64(),
     "string": pa.string(),
 }
-
-#: Element types whose arrays/sequences become ``binary``.
-_BYTE_ELEMENTS = frozenset({"byte", "char", "uint8"})
 
 _MAX_DEPTH = 64
 
@@ -116,8 +120,6 @@ def _field_column(typestore: Any, attr: str, desc, depth: int, msgtype: str) -> 
         fixed = size if node == Nodetype.ARRAY and size > 0 else None
         if elem_node == Nodetype.BASE:
             base = elem_content[0]
-            if base in _BYTE_ELEMENTS:
-                return Binary(attr)
             if base == "string":
                 return StringList(attr, size=fixed, item_nullable=False)
             return NumericList(attr, BASE_ARROW_TYPES[base], size=fixed, item_nullable=False)

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Optional
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from .common import (
@@ -42,6 +43,7 @@ from .common import (
     AtLeast,
     Binary,
     Column,
+    ColumnarUnsupported,
     Constant,
     Covariance,
     CovarianceType,
@@ -54,9 +56,12 @@ from .common import (
     NumericList,
     StringList,
     Struct,
+    arrow_from_numpy,
+    arrow_strings,
 )
+from .plan import Strings
 
-__all__ = ["OntologyLayout", "ONTOLOGY_LAYOUTS", "SDK_ONTOLOGY_TAGS", "compressed_image_format"]
+__all__ = ["ONTOLOGY_LAYOUTS", "SDK_ONTOLOGY_TAGS", "OntologyLayout", "compressed_image_format"]
 
 F64 = pa.float64()
 
@@ -64,15 +69,7 @@ F64 = pa.float64()
 #: plus the classes its ROS bridge adds). A generic topic never uses one of
 #: these as its tag (see ``generic.generic_ontology_tag``).
 SDK_ONTOLOGY_TAGS = frozenset(
-    """
-    Acceleration BatteryState Boolean CameraInfo CompressedImage Duration Floating16 Floating32
-    Floating64 ForceTorque FrameTransform GPS GPSStatus GridCells Header IMU Image Inertia
-    Integer8 Integer16 Integer32 Integer64 Joy LaserScan Lidar Magnetometer MapMetadata
-    MotionState MultiEchoLaserScan NMEASentence OccupancyGrid Point2d Point3d PointCloud2
-    PointField Polygon Pose Pressure Quaternion RGBDCamera ROI Radar Range RobotJoint RobotPath
-    StereoCamera String Temperature Time ToFCamera Transform Unmodeled Unsigned8 Unsigned16
-    Unsigned32 Unsigned64 Vector2d Vector3d Vector4d Velocity
-    """.split()
+    ["Acceleration", "BatteryState", "Boolean", "CameraInfo", "CompressedImage", "Duration", "Floating16", "Floating32", "Floating64", "ForceTorque", "FrameTransform", "GPS", "GPSStatus", "GridCells", "Header", "IMU", "Image", "Inertia", "Integer8", "Integer16", "Integer32", "Integer64", "Joy", "LaserScan", "Lidar", "Magnetometer", "MapMetadata", "MotionState", "MultiEchoLaserScan", "NMEASentence", "OccupancyGrid", "Point2d", "Point3d", "PointCloud2", "PointField", "Polygon", "Pose", "Pressure", "Quaternion", "RGBDCamera", "ROI", "Radar", "Range", "RobotJoint", "RobotPath", "StereoCamera", "String", "Temperature", "Time", "ToFCamera", "Transform", "Unmodeled", "Unsigned8", "Unsigned16", "Unsigned32", "Unsigned64", "Vector2d", "Vector3d", "Vector4d", "Velocity"]
 )
 
 
@@ -96,18 +93,18 @@ class OntologyLayout:
 # --------------------------------------------------------------------------- #
 
 
-def _join(*parts: Optional[str]) -> str:
+def _join(*parts: str | None) -> str:
     return ".".join(p for p in parts if p)
 
 
-def _header(src: Optional[str]) -> Column:
+def _header(src: str | None) -> Column:
     return HeaderColumn(src) if src else Nulls(HEADER_TYPE)
 
 
 def _mixin(
-    header: Optional[str] = None,
-    cov: Optional[str] = None,
-    cov_type: Optional[Column] = None,
+    header: str | None = None,
+    cov: str | None = None,
+    cov_type: Column | None = None,
 ) -> list:
     """``header`` + covariance mixin children (all nullable)."""
     return [
@@ -117,27 +114,27 @@ def _mixin(
     ]
 
 
-def _xyz(base: Optional[str], names=("x", "y", "z")) -> list:
+def _xyz(base: str | None, names=("x", "y", "z")) -> list:
     return [FieldSpec(axis, Leaf(_join(base, src), F64)) for axis, src in zip("xyz", names)]
 
 
 def vector3(
-    base: Optional[str] = None,
+    base: str | None = None,
     *,
     names=("x", "y", "z"),
-    header: Optional[str] = None,
-    cov: Optional[str] = None,
-    cov_type: Optional[Column] = None,
+    header: str | None = None,
+    cov: str | None = None,
+    cov_type: Column | None = None,
 ) -> Struct:
     """``Vector3d``/``Point3d`` struct from ROS fields ``base.x/y/z`` (or ``names``)."""
     return Struct(_mixin(header, cov, cov_type) + _xyz(base, names))
 
 
 def quaternion(
-    base: Optional[str] = None,
+    base: str | None = None,
     *,
-    header: Optional[str] = None,
-    cov: Optional[str] = None,
+    header: str | None = None,
+    cov: str | None = None,
     valid=None,
 ) -> Struct:
     """``Quaternion`` struct from ROS fields ``base.x/y/z/w``."""
@@ -145,7 +142,7 @@ def quaternion(
     return Struct(fields, valid=valid)
 
 
-def pose(base: Optional[str] = None, *, header: Optional[str] = None, cov: Optional[str] = None):
+def pose(base: str | None = None, *, header: str | None = None, cov: str | None = None):
     """``Pose`` struct from a ROS ``geometry_msgs/Pose`` at ``base``."""
     return Struct(
         _mixin(header, cov)
@@ -157,7 +154,7 @@ def pose(base: Optional[str] = None, *, header: Optional[str] = None, cov: Optio
 
 
 def linear_angular(
-    base: Optional[str] = None, *, header: Optional[str] = None, cov: Optional[str] = None
+    base: str | None = None, *, header: str | None = None, cov: str | None = None
 ):
     """``Velocity``/``Acceleration`` struct from ROS ``Twist``/``Accel`` at ``base``."""
     return Struct(
@@ -173,11 +170,31 @@ def _non_empty(values: list) -> list:
     return [v if v else None for v in values]
 
 
+def _strings_of(value: Any) -> Strings:
+    if not isinstance(value, Strings):
+        raise ColumnarUnsupported("expected a string field")
+    return value
+
+
+def _non_empty_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
+    strings = _strings_of(value)
+    arr = strings.arrow()
+    valid = strings.lengths > 0
+    if bool(valid.all()):
+        return arr
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(arrow_type, len(arr), [bitmap, *arr.buffers()[1:]])
+
+
 def transform(
-    base: Optional[str] = None, *, header: Optional[str] = None, child: Optional[str] = None
+    base: str | None = None, *, header: str | None = None, child: str | None = None
 ):
     """``Transform`` struct from a ROS ``geometry_msgs/Transform`` at ``base``."""
-    target = Leaf(child, pa.string(), convert=_non_empty) if child else Nulls(pa.string())
+    target = (
+        Leaf(child, pa.string(), convert=_non_empty, convert_columnar=_non_empty_columnar)
+        if child
+        else Nulls(pa.string())
+    )
     return Struct(
         _mixin(header)
         + [
@@ -188,7 +205,7 @@ def transform(
     )
 
 
-def force_torque(base: Optional[str] = None, *, header: Optional[str] = None):
+def force_torque(base: str | None = None, *, header: str | None = None):
     """``ForceTorque`` struct from a ROS ``geometry_msgs/Wrench`` at ``base``."""
     return Struct(
         _mixin(header)
@@ -203,12 +220,25 @@ def _to_bool(values: list) -> list:
     return [bool(v) for v in values]
 
 
+def _to_bool_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
+    return arrow_from_numpy(np.asarray(value) != 0, arrow_type)
+
+
 def _positive_or_null(values: list) -> list:
     return [v if v > 0 else None for v in values]
 
 
+def _positive_or_null_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
+    v = np.asarray(value, dtype=np.float64)
+    return arrow_from_numpy(v, arrow_type, valid=v > 0)
+
+
 def _celsius_to_kelvin(values: list) -> list:
     return [v + 273.15 for v in values]
+
+
+def _celsius_to_kelvin_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
+    return arrow_from_numpy(np.asarray(value, dtype=np.float64) + 273.15, arrow_type)
 
 
 # Codec names of the SDK's ImageFormat enum.
@@ -240,6 +270,11 @@ def _compressed_formats(values: list) -> list:
     return [compressed_image_format(v) for v in values]
 
 
+def _compressed_formats_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
+    names = _strings_of(value).arrow().to_pylist()
+    return arrow_strings([compressed_image_format(v) for v in names])
+
+
 def _scalar(arrow_type: pa.DataType) -> Struct:
     return Struct([FieldSpec("data", Leaf("data", arrow_type), nullable=False)])
 
@@ -249,8 +284,8 @@ def _scalar(arrow_type: pa.DataType) -> Struct:
 # --------------------------------------------------------------------------- #
 
 
-def _build_table() -> Dict[str, OntologyLayout]:
-    t: Dict[str, OntologyLayout] = {}
+def _build_table() -> dict[str, OntologyLayout]:
+    t: dict[str, OntologyLayout] = {}
 
     def add(msgtype: str, tag: str, root: Struct, fmt: str = "default"):
         t[msgtype] = OntologyLayout(tag, fmt, root)
@@ -351,7 +386,7 @@ def _build_table() -> Dict[str, OntologyLayout]:
                 FieldSpec("height", Leaf("height", pa.int32()), nullable=False),
                 FieldSpec("stride", Leaf("step", pa.int32()), nullable=False),
                 FieldSpec("encoding", Leaf("encoding", pa.string()), nullable=False),
-                FieldSpec("is_bigendian", Leaf("is_bigendian", pa.bool_(), convert=_to_bool)),
+                FieldSpec("is_bigendian", Leaf("is_bigendian", pa.bool_(), convert=_to_bool, convert_columnar=_to_bool_columnar)),
             ]
         ),
         fmt="image",
@@ -365,7 +400,12 @@ def _build_table() -> Dict[str, OntologyLayout]:
                 FieldSpec("data", Binary("data"), nullable=False),
                 FieldSpec(
                     "format",
-                    Leaf("format", pa.string(), convert=_compressed_formats),
+                    Leaf(
+                        "format",
+                        pa.string(),
+                        convert=_compressed_formats,
+                        convert_columnar=_compressed_formats_columnar,
+                    ),
                     nullable=False,
                 ),
             ]
@@ -391,12 +431,12 @@ def _build_table() -> Dict[str, OntologyLayout]:
                 FieldSpec("width", Leaf("width", pa.uint32()), nullable=False),
                 FieldSpec("fields", MessageList("fields", point_field), nullable=False),
                 FieldSpec(
-                    "is_bigendian", Leaf("is_bigendian", pa.bool_(), convert=_to_bool), nullable=False
+                    "is_bigendian", Leaf("is_bigendian", pa.bool_(), convert=_to_bool, convert_columnar=_to_bool_columnar), nullable=False
                 ),
                 FieldSpec("point_step", Leaf("point_step", pa.uint32()), nullable=False),
                 FieldSpec("row_step", Leaf("row_step", pa.uint32()), nullable=False),
                 FieldSpec("data", Binary("data"), nullable=False),
-                FieldSpec("is_dense", Leaf("is_dense", pa.bool_(), convert=_to_bool), nullable=False),
+                FieldSpec("is_dense", Leaf("is_dense", pa.bool_(), convert=_to_bool, convert_columnar=_to_bool_columnar), nullable=False),
             ]
         ),
     )
@@ -429,7 +469,16 @@ def _build_table() -> Dict[str, OntologyLayout]:
         ),
     )
     for ros_name, tag, value in (
-        ("Temperature", "Temperature", Leaf("temperature", F64, convert=_celsius_to_kelvin)),
+        (
+            "Temperature",
+            "Temperature",
+            Leaf(
+                "temperature",
+                F64,
+                convert=_celsius_to_kelvin,
+                convert_columnar=_celsius_to_kelvin_columnar,
+            ),
+        ),
         ("FluidPressure", "Pressure", Leaf("fluid_pressure", F64)),
     ):
         add(
@@ -437,7 +486,15 @@ def _build_table() -> Dict[str, OntologyLayout]:
             tag,
             Struct(
                 [
-                    FieldSpec("variance", Leaf("variance", F64, convert=_positive_or_null)),
+                    FieldSpec(
+                        "variance",
+                        Leaf(
+                            "variance",
+                            F64,
+                            convert=_positive_or_null,
+                            convert_columnar=_positive_or_null_columnar,
+                        ),
+                    ),
                     FieldSpec("variance_type", Nulls(pa.int16())),
                     FieldSpec("header", _header("header")),
                     FieldSpec("value", value, nullable=False),
@@ -527,6 +584,17 @@ class _OptionalSeq(Column):
             return pa.array([o.seq for o in objs], type=self.type)
         return pa.nulls(len(objs), type=self.type)
 
+    def supports_columnar(self):
+        return True
+
+    def build_columnar(self, cols):
+        if cols.has("seq"):
+            seq = cols.get("seq")
+            if not isinstance(seq, np.ndarray):
+                raise ColumnarUnsupported("seq is not a number")
+            return arrow_from_numpy(seq, self.type)
+        return pa.nulls(cols.n, type=self.type)
+
 
 #: ROS message type → ontology layout.
-ONTOLOGY_LAYOUTS: Dict[str, OntologyLayout] = _build_table()
+ONTOLOGY_LAYOUTS: dict[str, OntologyLayout] = _build_table()
