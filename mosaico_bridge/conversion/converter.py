@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from rosbags.interfaces import Nodetype
+from rosbags.typesys import Stores, get_typestore
 
 from .common import ColumnarUnsupported, ConversionError, Struct, arrow_from_numpy
 from .generic import generic_layout, generic_ontology_tag
@@ -73,9 +74,10 @@ class TopicConverter:
             followed by the ontology fields as top-level columns; no schema metadata.
         topic_metadata: JSON-serialisable topic user metadata ``{"_ros_": {...}}``
             with ``msgtype``; ``msgdef`` (message definition text, with nested
-            definitions, as rosbags generates it) and ``msgdef_encoding``
-            (``"ros2msg"`` or ``"ros1msg"``); ``message_encoding`` (``"cdr"`` /
-            ``"ros1"``); ``layout`` (``"ontology"`` / ``"generic"``); ``md5sum``
+            definitions, as rosbags generates it, always in ROS 2 terms) and
+            ``msgdef_encoding`` (``"ros2msg"``); for ROS 1 types also
+            ``msgdef_ros1`` (the bag's own definition text, see :func:`ros2_msgdef`);
+            ``message_encoding`` (``"cdr"`` / ``"ros1"``); ``layout`` (``"ontology"`` / ``"generic"``); ``md5sum``
             (ROS 1) or ``type_hash`` (ROS 2, RIHS01); ``enums`` (the type's
             constants, if any). ``msgtype``, ``msgdef`` and ``enums`` are the
             keys the SDK's ROS bridge reads back.
@@ -459,6 +461,35 @@ def _json_value(value: Any) -> Any:
         return str(value)
 
 
+def ros2_msgdef(typestore: Any, msgtype: str) -> str:
+    """Definition text of a ROS 1 type in ROS 2 terms (``ros2msg``, with nested definitions).
+
+    Every type the ROS 2 Kilted typestore knows (``std_msgs/msg/Header``,
+    ``geometry_msgs/msg/*`` ...) takes its ROS 2 definition (so ``Header`` has no
+    ``seq``); types it does not know (custom ones) keep the bag's definition.
+
+    Raises:
+        rosbags TypesysError: if the definitions cannot be combined.
+    """
+    target = get_typestore(Stores.ROS2_KILTED)
+    missing: dict[str, Any] = {}
+    stack = [msgtype]
+    while stack:
+        name = stack.pop()
+        if name in target.fielddefs or name in missing:
+            continue
+        missing[name] = typestore.fielddefs[name]
+        for _, (node, content) in typestore.fielddefs[name][1]:
+            if node == Nodetype.NAME:
+                stack.append(content)
+            elif node in (Nodetype.ARRAY, Nodetype.SEQUENCE) and content[0][0] == Nodetype.NAME:
+                stack.append(content[0][1])
+    if missing:
+        target.register(missing)
+    text: str = target.generate_msgdef(msgtype, ros_version=2)[0]
+    return text
+
+
 def _topic_metadata(typestore: Any, msgtype: str, encoding: str, is_generic: bool) -> dict[str, Any]:
     msgdef_encoding, ros_version = ENCODINGS[encoding]
     ros: dict[str, Any] = {
@@ -472,6 +503,12 @@ def _topic_metadata(typestore: Any, msgtype: str, encoding: str, is_generic: boo
         ros["msgdef_encoding"] = msgdef_encoding
         if ros_version == 1:
             ros["md5sum"] = md5
+            # Readers that write ROS 2 bags (the SDK's extractor) register ``msgdef`` in a
+            # ROS 2 typestore, which refuses a ROS 1 std_msgs/Header (it has ``seq``): give
+            # them the definition in ROS 2 terms, and keep the ROS 1 text beside it.
+            ros["msgdef_ros1"] = msgdef
+            ros["msgdef"] = ros2_msgdef(typestore, msgtype)
+            ros["msgdef_encoding"] = "ros2msg"
     except Exception as exc:  # noqa: BLE001  # pragma: no cover - rosbags refuses unusual definitions
         logger.warning("%s: message definition text not generated: %s", msgtype, exc)
     if ros_version == 2:
