@@ -18,7 +18,7 @@ BAGS_DIR = SHARED / "data" / "bags"
 # bag path -> {topic: (ROS type, message count)}. The README was made with rosbags'
 # AnyReader, independently of this project.
 _STRING_SPLIT = {t: ("std_msgs/msg/String", n) for t, n in
-                 zip("AAA BBB CCC DDD EEE FFF GGG HHH".split(), [804, 742, 742, 753, 804, 772, 731, 726])}
+                 zip(["AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH"], [804, 742, 742, 753, 804, 772, 731, 726])}
 _CDR_TEST = {"/array_topic": ("test_msgs/msg/Arrays", 4), "/test_topic": ("test_msgs/msg/BasicTypes", 3)}
 SHARED_BAGS: dict[str, dict[str, tuple[str, int]]] = {
     "ros1_husky_imu_odom_gps/husky_imu_odom_gps.bag": {

@@ -6,7 +6,12 @@ import time
 
 import pytest
 
-from mosaico_bridge.bridge_config import PARAMETERS, BridgeConfig, QosOverride, parse_qos_overrides
+from mosaico_bridge.bridge_config import (
+    PARAMETERS,
+    BridgeConfig,
+    QosOverride,
+    parse_qos_overrides,
+)
 from mosaico_bridge.protocol import validate_sequence_name
 
 

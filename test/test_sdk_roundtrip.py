@@ -17,8 +17,8 @@ from rosbags.typesys import Stores, get_typestore
 
 pytest.importorskip("mosaicolabs")
 
-from mosaico_bridge.client import MosaicoClient  # noqa: E402
-from mosaico_bridge.importer import import_bags  # noqa: E402
+from mosaico_bridge.client import MosaicoClient
+from mosaico_bridge.importer import import_bags
 
 
 def _plain(value):

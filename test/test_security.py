@@ -16,35 +16,35 @@ import string
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
+from pyarrow import flight
 
 pytest.importorskip("cryptography")
 mosaicolabs = pytest.importorskip("mosaicolabs")
 
-from conftest import REPO, free_port, run_cli, wait_until  # noqa: E402
-import wire_bodies as wire  # noqa: E402
-from tls_util import make_ca, make_server_cert  # noqa: E402
+import wire_bodies as wire
+from conftest import REPO, free_port, run_cli, wait_until
+from tls_util import make_ca, make_server_cert
 
-from mosaico_bridge.client import (  # noqa: E402
+from mosaico_bridge.client import (
     APIKeyPermissionEnum,
     APIKeyStatus,
     AuthenticationError,
     MosaicoClient,
     NotFoundError,
 )
-from mosaico_bridge.server import (  # noqa: E402
+from mosaico_bridge.server import (
     ACTION_PERMISSIONS,
     CALL_PERMISSIONS,
     MosaicoServer,
     Permission,
 )
-from mosaico_bridge.server.auth import KEYS_FILE, ApiKeyStore, AuthenticationFailed  # noqa: E402
+from mosaico_bridge.server.auth import KEYS_FILE, ApiKeyStore, AuthenticationFailed
 
 KEY_RE = re.compile(r"^msco_[a-z0-9]{32}_[0-9a-f]{8}$")
 LEVELS = ["read", "write", "delete", "manage"]
@@ -81,7 +81,7 @@ class _HeaderFactory(flight.ClientMiddlewareFactory):
         return _Header(self._value)
 
 
-def raw_client(location: str, ca_pem: bytes, api_key: Optional[str]) -> flight.FlightClient:
+def raw_client(location: str, ca_pem: bytes, api_key: str | None) -> flight.FlightClient:
     middleware = [_HeaderFactory(api_key)] if api_key is not None else []
     return flight.FlightClient(location, tls_root_certs=ca_pem, middleware=middleware)
 
@@ -147,11 +147,11 @@ class Secured:
     # repr=False: pytest prints fixtures of failing tests; keys stay out of test reports too
     server: MosaicoServer
     keys: dict[str, str] = field(repr=False)  # level -> key
-    bad: dict[str, Optional[str]] = field(repr=False)  # missing / malformed / unknown / revoked / expired
+    bad: dict[str, str | None] = field(repr=False)  # missing / malformed / unknown / revoked / expired
     clients: dict[str, flight.FlightClient] = field(repr=False)
     pki: Pki = field(repr=False)
 
-    def connect(self, key: Optional[str], timeout: float = 5, **kw) -> MosaicoClient:
+    def connect(self, key: str | None, timeout: float = 5, **kw) -> MosaicoClient:
         return MosaicoClient.connect("127.0.0.1", self.server.port, timeout=timeout,
                                      tls_cert_path=str(self.pki.ca_path), api_key=key, **kw)
 

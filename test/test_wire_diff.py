@@ -15,9 +15,9 @@ from rosbags.typesys import Stores, get_typestore
 
 mosaicolabs = pytest.importorskip("mosaicolabs")
 
-from mosaico_bridge.client import MosaicoClient, SessionLevelErrorPolicy  # noqa: E402
-from mosaico_bridge.conversion import make_converter  # noqa: E402
-from mosaico_bridge.server import MosaicoServer  # noqa: E402
+from mosaico_bridge.client import MosaicoClient, SessionLevelErrorPolicy
+from mosaico_bridge.conversion import make_converter
+from mosaico_bridge.server import MosaicoServer
 
 TS = get_typestore(Stores.ROS2_KILTED)
 T = TS.types

@@ -3,9 +3,9 @@ the JSON object that the protocol's typed request puts on the wire."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from mosaico_bridge.protocol import ErrorKind, descriptors, errors, names
 from mosaico_bridge.protocol import messages as msg
@@ -62,7 +62,7 @@ def locator_request(locator: str) -> dict[str, Any]:
     return {"locator": locator}
 
 
-def api_key_create_request(permission: str, description: str, expires_at_ns: Optional[int]) -> dict[str, Any]:
+def api_key_create_request(permission: str, description: str, expires_at_ns: int | None) -> dict[str, Any]:
     return msg.ApiKeyCreateRequest(permission, description, expires_at_ns).to_dict()
 
 
