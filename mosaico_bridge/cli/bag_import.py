@@ -8,10 +8,11 @@ serves that directory afterwards. Without a bag, a small sample bag is written f
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from .. import __version__
 from ..client import AuthenticationError, MosaicoClient, MosaicoError, SessionLevelErrorPolicy
@@ -21,7 +22,7 @@ from ..client.security import SecurityConfig
 from ..conversion import ConversionError
 from ..importer import BagImportError, ImportSummary, import_bags
 from ..sources import BagSourceError, TopicFilter
-from .common import CliError, env_default, fail, human_bytes, parse_metadata, setup_logging
+from .common import CliError, Interrupted, StopSignals, env_default, fail, human_bytes, parse_metadata, setup_logging
 
 PROG = "bag_import"
 DEFAULT_ROOT = "./mosaico_data"
@@ -136,48 +137,102 @@ def run(args: argparse.Namespace, console) -> int:
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(f"{flag}: {exc}", 2) from None
 
-    server = None
-    try:
-        if args.host:
-            host, port = args.host, args.port
-        else:
-            from ..server import MosaicoServer
-
-            root = Path(args.root)
+    with StopSignals(on_force=_forced) as stop:
+        try:
+            stop.check()
+            client, server, host, port = _connect(args)
             try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CliError(f"--root {root}: cannot create: {exc.strerror}", 2) from None
-            server = MosaicoServer.start_background(root, host="127.0.0.1", port=0)
-            host, port = "127.0.0.1", server.port
+                with client:
+                    started: list[bool] = []
+                    try:
+                        summary = _import(client, bags, args, topic_filter, metadata, console, stop, started)
+                    except Interrupted as exc:
+                        if not started:
+                            raise
+                        raise CliError(_after_interrupt(client, args, exc), exc.exit_code, prefix=False) from None
+                    except AuthenticationError as exc:
+                        raise CliError(_refusal(host, port, exc), 1) from None
+            finally:
+                if server is not None:
+                    server.stop()
+        except Interrupted as exc:  # before the import started: nothing was written
+            raise CliError(f"{exc}; nothing was written", exc.exit_code, prefix=False) from None
+        finally:
+            if sample_dir is not None:
+                sample_dir.cleanup()
+    print_summary(summary, console)
+    if server is not None:
+        console.print(
+            f"data stored in {Path(args.root).resolve()}; serve it with: "
+            f"mosaico_server --root {args.root} --port {names.DEFAULT_PORT}"
+        )
+    return 0
+
+
+def _connect(args: argparse.Namespace) -> tuple[MosaicoClient, Optional[Any], str, int]:
+    """The client of the import and, without ``--host``, the embedded server on ``--root``.
+
+    Returns ``(client, server or None, host, port)``; the caller stops the server after
+    closing the client. The embedded server is constructed but never ``serve()``d: its
+    gRPC server answers from construction on, and pyarrow's ``serve()`` shuts the server
+    down on SIGINT / SIGTERM, which would leave the on-error policy nobody to talk to.
+
+    Raises:
+        CliError: bad ``--root`` / ``--tls-cert`` (2), unreachable or refusing server (1).
+    """
+    server = None
+    if args.host:
+        host, port = args.host, args.port
+    else:
+        from ..server import MosaicoServer
+
+        root = Path(args.root)
         try:
-            client = MosaicoClient.connect(
-                host, port, timeout=args.timeout, tls_cert_path=args.tls_cert, api_key=args.api_key,
-                data_connections=args.data_connections, workers=args.workers,
-            )
-        except (FileNotFoundError, ValueError) as exc:
-            raise CliError(f"--tls-cert: {exc}", 2) from None
-        except ConnectionError as exc:
-            raise CliError(str(exc), 1) from None
-        except AuthenticationError as exc:
-            raise CliError(_refusal(host, port, exc), 1) from None
-        try:
-            with client:
-                summary = _import(client, bags, args, topic_filter, metadata, console)
-        except AuthenticationError as exc:
-            raise CliError(_refusal(host, port, exc), 1) from None
-        print_summary(summary, console)
-        if server is not None:
-            console.print(
-                f"data stored in {Path(args.root).resolve()}; serve it with: "
-                f"mosaico_server --root {args.root} --port {names.DEFAULT_PORT}"
-            )
-        return 0
-    finally:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"--root {root}: cannot create: {exc.strerror}", 2) from None
+        server = MosaicoServer(root, host="127.0.0.1", port=0)
+        host, port = "127.0.0.1", server.port
+    try:
+        client = MosaicoClient.connect(
+            host, port, timeout=args.timeout, tls_cert_path=args.tls_cert, api_key=args.api_key,
+            data_connections=args.data_connections, workers=args.workers,
+        )
+    except BaseException as exc:
         if server is not None:
             server.stop()
-        if sample_dir is not None:
-            sample_dir.cleanup()
+        if isinstance(exc, (FileNotFoundError, ValueError)):
+            raise CliError(f"--tls-cert: {exc}", 2) from None
+        if isinstance(exc, ConnectionError):
+            raise CliError(str(exc), 1) from None
+        if isinstance(exc, AuthenticationError):
+            raise CliError(_refusal(host, port, exc), 1) from None
+        raise
+    return client, server, host, port
+
+
+def _forced(signum: int) -> None:
+    print(f"{PROG}: {signal.Signals(signum).name} again: stopped at once, the on-error policy may not have run",
+          file=sys.stderr, flush=True)
+
+
+def _after_interrupt(client: MosaicoClient, args: argparse.Namespace, exc: Interrupted) -> str:
+    """One line saying what the on-error policy left on the server, as the server tells it."""
+    seq = args.sequence
+    policy = f"--on-error {args.on_error}"
+    try:
+        handler = client.sequence_handler(seq)
+    except (MosaicoError, ConnectionError) as err:
+        return f"{exc}; {policy} was applied but the server could not be asked what is left: {err}"
+    if handler is None:
+        return f"{exc}; sequence {seq!r} deleted ({policy})"
+    rows = sum(t.row_count for t in (handler.get_topic_handler(n) for n in handler.topics) if t is not None)
+    open_sessions = [s for s in handler.sessions if s.completed_at_ns is None]
+    if args.on_error == "delete":
+        return (f"{exc}; {policy} could not delete sequence {seq!r}: it is left on the server with "
+                f"{rows} rows on {len(handler.topics)} topics")
+    state = "closed with an error notification" if not open_sessions else "NOT closed (the server did not answer)"
+    return f"{exc}; sequence {seq!r} kept: {rows} rows on {len(handler.topics)} topics, session {state} ({policy})"
 
 
 def _refusal(host: str, port: int, exc: AuthenticationError) -> str:
@@ -185,7 +240,9 @@ def _refusal(host: str, port: int, exc: AuthenticationError) -> str:
     return f"authentication failed: the Mosaico server at {host}:{port} refused {exc.call}: {exc.reason}"
 
 
-def _import(client, bags, args, topic_filter, metadata, console) -> ImportSummary:
+def _import(client, bags, args, topic_filter, metadata, console, stop: StopSignals, started: list) -> ImportSummary:
+    """Run :func:`import_bags` with a progress bar; ``started`` gets an item once the
+    sequence is about to be created (past that point an interrupt leaves something to report)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     progress = Progress(
@@ -197,9 +254,15 @@ def _import(client, bags, args, topic_filter, metadata, console) -> ImportSummar
 
     def on_start(source) -> None:
         nonlocal task
+        stop.check()
+        if not console.is_terminal:
+            console.print(f"importing {source.message_count} messages of {len(source.topics)} topics "
+                          f"into sequence {args.sequence}", soft_wrap=True)
         task = progress.add_task("import", total=source.message_count)
+        started.append(True)
 
     def on_progress(n: int) -> None:
+        stop.check()  # raised inside the importer's session: the on-error policy runs
         if task is not None:
             progress.advance(task, n)
 
@@ -220,6 +283,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return run(args, console)
     except CliError as exc:
+        if not exc.prefix:
+            print(f"{PROG}: {' '.join(str(exc).split())}", file=sys.stderr)
+            return exc.code
         return fail(PROG, str(exc), exc.code)
     except (BagSourceError, ConversionError, BagImportError) as exc:
         return fail(PROG, str(exc), 2)
@@ -229,8 +295,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fail(PROG, str(exc), 2 if exc.call is None else 1)
     except (MosaicoError, ConnectionError) as exc:
         return fail(PROG, str(exc), 1)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted; the on-error policy was applied to the sequence", 130)
+    except KeyboardInterrupt:  # outside the main thread, or before the handlers were installed
+        return fail(PROG, "interrupted", 130)
 
 
 if __name__ == "__main__":

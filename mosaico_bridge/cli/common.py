@@ -1,23 +1,29 @@
-"""Pieces shared by the console scripts: metadata parsing, logging, one-line errors."""
+"""Pieces shared by the console scripts: metadata parsing, logging, one-line errors,
+and SIGINT / SIGTERM as a request to stop."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, Callable, Optional
 
 import yaml
 
 
 class CliError(Exception):
-    """An error reported as one line on standard error, with exit code ``code``."""
+    """An error reported as one line on standard error, with exit code ``code``;
+    ``prog: error: message``, or ``prog: message`` when ``prefix`` is False."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, prefix: bool = True) -> None:
         super().__init__(message)
         self.code = code
+        self.prefix = prefix
 
 
 def parse_metadata(value: str | None) -> dict[str, Any]:
@@ -43,6 +49,67 @@ def parse_metadata(value: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CliError(f"{source}: metadata must be a JSON object / YAML mapping", 2)
     return data
+
+
+class Interrupted(Exception):
+    """The command was asked to stop by a signal (SIGINT: Ctrl-C; SIGTERM: ``timeout``,
+    CI cancellation, ``docker stop``). ``exit_code`` is the shell convention 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.signal_name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class StopSignals:
+    """SIGINT and SIGTERM turned into a stop request that the work loop checks.
+
+    Inside ``with``, the first of the two signals is recorded (:attr:`signum`) and
+    :meth:`check` raises :class:`Interrupted` from then on, so the command can stop
+    reading, apply its on-error policy while its connections (and an embedded server)
+    are still up, and say what it did. A second signal ends the process at once with
+    exit code 128 + signal number, after ``on_force`` printed its line. Outside the main
+    thread (signals can only be handled there) the object only records nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, on_force: Optional[Callable[[int], None]] = None) -> None:
+        self.signum: Optional[int] = None
+        self._on_force = on_force
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.signum is None:
+            self.signum = signum
+            return
+        if self._on_force is not None:
+            self._on_force(signum)
+        os._exit(128 + signum)
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def check(self) -> None:
+        """Raise :class:`Interrupted` if a stop signal arrived."""
+        if self.signum is not None:
+            raise Interrupted(self.signum)
 
 
 def setup_logging(verbose: int) -> None:
