@@ -8,6 +8,7 @@ serves that directory afterwards. Without a bag, a small sample bag is written f
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import tempfile
@@ -21,10 +22,13 @@ from ..protocol.errors import InvalidArgumentError
 from ..client.security import SecurityConfig
 from ..conversion import ConversionError
 from ..importer import BagImportError, ImportSummary, import_bags
+from ..server.store import STORE_FORMAT
 from ..sources import BagSourceError, TopicFilter
 from .common import CliError, Interrupted, StopSignals, env_default, fail, human_bytes, parse_metadata, setup_logging
 
 PROG = "bag_import"
+#: Marker file of the embedded server's store (mosaico_bridge.server.store layout).
+STORE_MARKER = "MOSAICO_STORE"
 DEFAULT_ROOT = "./mosaico_data"
 
 
@@ -187,11 +191,12 @@ def _connect(args: argparse.Namespace) -> tuple[MosaicoClient, Optional[Any], st
         from ..server import MosaicoServer
 
         root = Path(args.root)
+        check_store_root(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CliError(f"--root {root}: cannot create: {exc.strerror}", 2) from None
-        server = MosaicoServer(root, host="127.0.0.1", port=0)
+            server = MosaicoServer(root, host="127.0.0.1", port=0)
+        except (OSError, MosaicoError, ValueError) as exc:
+            raise CliError(f"--root {root}: cannot serve this directory: {exc}", 2) from None
         host, port = "127.0.0.1", server.port
     try:
         client = MosaicoClient.connect(
@@ -209,6 +214,34 @@ def _connect(args: argparse.Namespace) -> tuple[MosaicoClient, Optional[Any], st
             raise CliError(_refusal(host, port, exc), 1) from None
         raise
     return client, server, host, port
+
+
+def check_store_root(root: Path) -> None:
+    """Check, without writing, that ``root`` can hold the embedded server's store: absent,
+    an empty or unrelated directory, or a store whose marker ``<root>/MOSAICO_STORE``
+    (``{"format": N}``, layout in :mod:`mosaico_bridge.server.store`) this version reads.
+
+    Raises:
+        CliError (exit 2): ``root`` is a file, or its marker is unreadable, corrupt or of
+            a newer format.
+    """
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise CliError(f"--root {root}: not a directory", 2)
+    marker = root / STORE_MARKER
+    if not marker.exists():
+        return
+    try:
+        fmt = json.loads(marker.read_bytes().decode("utf-8")).get("format")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError) as exc:
+        raise CliError(f"--root {root}: {STORE_MARKER} is not a store marker ({type(exc).__name__}): "
+                       f"is this a Mosaico store? move the file away or pick another --root", 2) from None
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise CliError(f"--root {root}: {STORE_MARKER} names no valid store format ({fmt!r})", 2)
+    if fmt > STORE_FORMAT:
+        raise CliError(f"--root {root}: the store has format {fmt}, newer than format {STORE_FORMAT} that this "
+                       f"version reads; use a newer mosaico_bridge or another --root", 2)
 
 
 def _forced(signum: int) -> None:
