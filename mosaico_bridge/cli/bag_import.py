@@ -23,7 +23,7 @@ from ..client.security import SecurityConfig
 from ..conversion import ConversionError
 from ..importer import BagImportError, ImportSummary, import_bags
 from ..server.store import STORE_FORMAT
-from ..sources import BagSourceError, TopicFilter
+from ..sources import BagSourceError, TopicFilter, check_distinct
 from .common import CliError, Interrupted, StopSignals, env_default, fail, human_bytes, parse_metadata, setup_logging
 
 PROG = "bag_import"
@@ -133,6 +133,7 @@ def run(args: argparse.Namespace, console) -> int:
     for bag in bags:
         if not bag.exists():
             raise CliError(f"bag not found: {bag}", 2)
+    check_distinct(bags)
 
     # check the security options before anything touches the server
     for flag, tls_cert, api_key in (("--tls-cert", args.tls_cert, None), ("--api-key", None, args.api_key)):

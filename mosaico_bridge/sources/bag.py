@@ -70,6 +70,7 @@ class BagSource:
         for path in self.paths:
             if not path.exists():
                 raise BagSourceError(f"bag not found: {path}")
+        check_distinct(self.paths)
         try:
             reader = AnyReader(self.paths, default_typestore=get_typestore(FALLBACK_STORE))
             reader.open()
@@ -154,6 +155,34 @@ class BagSource:
             raise
         except Exception as exc:
             raise BagSourceError(f"corrupt bag {', '.join(map(str, self.paths))}: {_one_line(exc)}") from None
+
+
+def check_distinct(paths: Sequence[Path | str]) -> None:
+    """Refuse a recording given twice: the same file or directory (after resolving
+    symbolic links, or a hard link to it), or a rosbag2 directory together with one of
+    the files inside it (its split files are read through the directory).
+
+    Raises:
+        BagSourceError: naming both paths.
+    """
+    seen: list[tuple[Path, Path]] = []  # (as given, resolved)
+    for given in map(Path, paths):
+        resolved = given.resolve()
+        for other, other_resolved in seen:
+            if resolved == other_resolved or _same_file(resolved, other_resolved):
+                raise BagSourceError(f"bag given twice: {other} and {given} are the same bag")
+            if other_resolved in resolved.parents:
+                raise BagSourceError(f"bag given twice: {given} is inside the bag directory {other}; give the directory once")
+            if resolved in other_resolved.parents:
+                raise BagSourceError(f"bag given twice: {other} is inside the bag directory {given}; give the directory once")
+        seen.append((given, resolved))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _one_line(exc: BaseException) -> str:
