@@ -23,7 +23,7 @@ from ..client.security import SecurityConfig
 from ..conversion import ConversionError
 from ..importer import BagImportError, ImportSummary, import_bags
 from ..server.store import STORE_FORMAT
-from ..sources import BagSourceError, TopicFilter, check_distinct
+from ..sources import TIMESTAMP_SOURCES, BagSourceError, TopicFilter, check_distinct, default_timestamp
 from .common import CliError, Interrupted, StopSignals, env_default, fail, human_bytes, parse_metadata, setup_logging
 
 PROG = "bag_import"
@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip these topics (exact names or regular expressions)")
     w = p.add_argument_group("writing")
     w.add_argument("--metadata", metavar="JSON_OR_FILE", help="sequence metadata: a JSON object or a JSON/YAML file")
+    w.add_argument("--timestamp", choices=list(TIMESTAMP_SOURCES), default="log",
+                   help="row timestamp_ns: 'log', the bag's log (receive) time; 'header', the message's "
+                        "header.stamp where its type starts with a std_msgs/Header, else the log time (default log)")
     w.add_argument("--on-error", choices=["report", "delete"], default="report",
                    help="on failure, 'report': keep what was written and store an error notification; "
                         "'delete': remove the sequence (default report)")
@@ -300,7 +303,7 @@ def _import(client, bags, args, topic_filter, metadata, console, stop: StopSigna
         if task is not None:
             progress.advance(task, n)
 
-    with progress:
+    with progress, default_timestamp(args.timestamp):  # BagSource of import_bags reads it
         return import_bags(
             client, bags, args.sequence, topic_filter=topic_filter, metadata=metadata,
             on_error=SessionLevelErrorPolicy(args.on_error), max_batch_size_bytes=args.max_batch_bytes,
