@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--data-connections", type=int, default=4, metavar="N",
                    help="Flight data connections, topics striped round-robin (default 4)")
     w.add_argument("--workers", type=int, metavar="N", help="conversion threads (default: CPU count, 2..8)")
+    w.add_argument("--dry-run", action="store_true",
+                   help="read the bags and print, per topic, the ROS type, the Arrow layout, the message count, "
+                        "the time range and the estimated Arrow bytes, plus every problem the import would refuse; "
+                        "write nothing (with --host the server is only asked whether the sequence exists)")
     out = p.add_argument_group("output")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     out.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
@@ -137,6 +141,12 @@ def run(args: argparse.Namespace, console) -> int:
         if not bag.exists():
             raise CliError(f"bag not found: {bag}", 2)
     check_distinct(bags)
+    if args.dry_run:
+        try:
+            return _dry_run(args, bags, topic_filter, console)
+        finally:
+            if sample_dir is not None:
+                sample_dir.cleanup()
 
     # check the security options before anything touches the server
     for flag, tls_cert, api_key in (("--tls-cert", args.tls_cert, None), ("--api-key", None, args.api_key)):
@@ -218,6 +228,98 @@ def _connect(args: argparse.Namespace) -> tuple[MosaicoClient, Optional[Any], st
             raise CliError(_refusal(host, port, exc), 1) from None
         raise
     return client, server, host, port
+
+
+def _dry_run(args: argparse.Namespace, bags: list[Path], topic_filter: TopicFilter, console) -> int:
+    """``--dry-run``: print the import plan; exit 2 with the error a real import would give."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..sources.inspect import inspect_bags
+
+    client = None
+    if args.host:
+        try:
+            client = MosaicoClient.connect(args.host, args.port, timeout=args.timeout, tls_cert_path=args.tls_cert,
+                                           api_key=args.api_key, data_connections=1)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CliError(f"--tls-cert: {exc}", 2) from None
+        except ConnectionError as exc:
+            raise CliError(str(exc), 1) from None
+        except AuthenticationError as exc:
+            raise CliError(_refusal(args.host, args.port, exc), 1) from None
+        exists = client.sequence_exists
+    else:
+        root = Path(args.root)
+        check_store_root(root)
+        # read-only look at the store layout (mosaico_bridge.server.store): sequences/<name>/
+        exists = lambda name: (root / "sequences" / name).is_dir()  # noqa: E731
+    progress = Progress(TextColumn("[bold]reading"), BarColumn(), MofNCompleteColumn(), TextColumn("msgs"),
+                        TimeElapsedColumn(), console=console, transient=True,
+                        disable=args.no_progress or not console.is_terminal)
+    task = None
+
+    def on_start(source) -> None:
+        nonlocal task
+        task = progress.add_task("read", total=source.message_count)
+
+    def on_progress(n: int) -> None:
+        if task is not None:
+            progress.advance(task, n)
+
+    try:
+        with StopSignals() as stop, progress:
+            def checked(n: int) -> None:
+                stop.check()
+                on_progress(n)
+
+            plan = inspect_bags(bags, args.sequence, topic_filter=topic_filter, timestamp=args.timestamp,
+                                sequence_exists=exists, on_start=on_start, on_progress=checked)
+    except Interrupted as exc:
+        raise CliError(f"{exc}; dry run stopped, nothing was written", exc.exit_code, prefix=False) from None
+    finally:
+        if client is not None:
+            client.close()
+    print_plan(plan, console)
+    if plan.problems:
+        console.print("problems an import would refuse:")
+        for problem in plan.problems:
+            console.print(f"  - {problem}", soft_wrap=True)
+        raise CliError(plan.problems[0], 2)
+    console.print(f"dry run: nothing written; the import would write {plan.messages} messages "
+                  f"(~{human_bytes(plan.arrow_bytes)} of Arrow data) into the new sequence {args.sequence}")
+    return 0
+
+
+def print_plan(plan, console) -> None:
+    """The dry-run table: one row per selected topic."""
+    from rich.table import Table
+
+    table = Table(title=f"dry run: sequence {plan.sequence}", title_justify="left")
+    for name, justify in (("topic", "left"), ("ROS type", "left"), ("ontology tag / layout", "left"),
+                          ("timestamp", "left"), ("messages", "right"), ("first", "left"), ("last", "left"),
+                          ("est. Arrow", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for t in plan.topics:
+        table.add_row(
+            t.topic, t.msgtype, t.layout if t.problem is None else f"[red]{t.problem}[/red]", t.timestamp_source,
+            str(t.messages), _iso(t.first_ns), _iso(t.last_ns),
+            human_bytes(t.arrow_bytes) if t.arrow_bytes is not None else "-",
+        )
+    table.add_section()
+    table.add_row(f"{len(plan.topics)} topics", "", "", "", str(plan.messages), "", "", human_bytes(plan.arrow_bytes))
+    console.print(table)
+    if plan.skipped_topics:
+        console.print(f"skipped topics: {', '.join(plan.skipped_topics)}")
+
+
+def _iso(t_ns: Optional[int]) -> str:
+    """``t_ns`` (ns since the Unix epoch) as UTC ISO 8601 with milliseconds."""
+    if t_ns is None:
+        return "-"
+    import datetime
+
+    dt = datetime.datetime.fromtimestamp(t_ns // 1_000_000_000, tz=datetime.timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(t_ns % 1_000_000_000) // 1_000_000:03d}Z"
 
 
 def check_store_root(root: Path) -> None:
