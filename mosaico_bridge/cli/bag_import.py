@@ -42,10 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n"
-            f"  {PROG} run1.mcap --sequence run_1\n"
+            f"  {PROG} run1.mcap --sequence run_1                      # embedded server, ./mosaico_data\n"
+            f"  {PROG} run1.mcap --sequence run_1 --dry-run            # what would be written; writes nothing\n"
             f"  {PROG} day1/ --sequence day_1 --topics '/imu/.*' /fix --exclude /camera/image_raw\n"
+            f"  {PROG} run.bag --sequence run_2 --timestamp header     # rows stamped with header.stamp\n"
             f"  {PROG} run.bag --sequence run_2 --host mosaico.local --api-key $KEY --tls-cert ca.pem\n"
-            "Exit status: 0 on success, 1 on a failed import, 2 on bad input."
+            "\n"
+            "Ctrl-C or SIGTERM stops reading and applies --on-error (report: keep what was written; delete:\n"
+            "remove the sequence) while the server is still up, then says in one line what is left.\n"
+            "\n"
+            "exit status:\n"
+            "  0    success (--dry-run: no problem found)\n"
+            "  1    failed import: server unreachable, refused or failed mid-way\n"
+            "  2    bad input, nothing written: bag missing, corrupt or given twice, unknown type, bad name,\n"
+            "       existing sequence, bad --metadata, unreadable --root store\n"
+            "  130  stopped by SIGINT (Ctrl-C);  143  stopped by SIGTERM"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -89,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the time range and the estimated Arrow bytes, plus every problem the import would refuse; "
                         "write nothing (with --host the server is only asked whether the sequence exists)")
     out = p.add_argument_group("output")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar (terminal) or progress lines (log, pipe)")
     out.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     out.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -400,10 +411,21 @@ def _import(client, bags, args, topic_filter, metadata, console, stop: StopSigna
         task = progress.add_task("import", total=source.message_count)
         started.append(True)
 
+    done = 0
+    step = [0]  # last 10 % step printed (logs and pipes get a line per step, a terminal a bar)
+
     def on_progress(n: int) -> None:
+        nonlocal done
         stop.check()  # raised inside the importer's session: the on-error policy runs
         if task is not None:
             progress.advance(task, n)
+        done += n
+        total = progress.tasks[0].total if progress.tasks else None
+        if not console.is_terminal and not args.no_progress and total:
+            now = min(10, int(10 * done / total))
+            if now > step[0]:
+                step[0] = now
+                console.print(f"read {done}/{int(total)} messages ({100 * done // int(total)} %)", soft_wrap=True)
 
     with progress, default_timestamp(args.timestamp):  # BagSource of import_bags reads it
         return import_bags(
