@@ -81,7 +81,7 @@ def separate_server(tmp_path):
             try:
                 with mosaicolabs.MosaicoClient.connect("127.0.0.1", port, timeout=1):
                     return True
-            except Exception:  # not listening yet
+            except ConnectionError:  # not listening yet
                 return False
 
         wait_until(up, timeout=30, what="mosaico_server to answer")

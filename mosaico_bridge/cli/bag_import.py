@@ -13,7 +13,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .. import __version__
 from ..client import AuthenticationError, MosaicoClient, MosaicoError, SessionLevelErrorPolicy
@@ -152,19 +152,19 @@ def run(args: argparse.Namespace, console) -> int:
         if not bag.exists():
             raise CliError(f"bag not found: {bag}", 2)
     check_distinct(bags)
-    if args.dry_run:
-        try:
-            return _dry_run(args, bags, topic_filter, console)
-        finally:
-            if sample_dir is not None:
-                sample_dir.cleanup()
-
     # check the security options before anything touches the server
     for flag, tls_cert, api_key in (("--tls-cert", args.tls_cert, None), ("--api-key", None, args.api_key)):
         try:
             SecurityConfig.create(tls_cert, api_key)
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(f"{flag}: {exc}", 2) from None
+
+    if args.dry_run:
+        try:
+            return _dry_run(args, bags, topic_filter, console)
+        finally:
+            if sample_dir is not None:
+                sample_dir.cleanup()
 
     with StopSignals(on_force=_forced) as stop:
         try:
@@ -248,6 +248,7 @@ def _dry_run(args: argparse.Namespace, bags: list[Path], topic_filter: TopicFilt
     from ..sources.inspect import inspect_bags
 
     client = None
+    exists: Callable[[str], bool]
     if args.host:
         try:
             client = MosaicoClient.connect(args.host, args.port, timeout=args.timeout, tls_cert_path=args.tls_cert,
@@ -263,7 +264,8 @@ def _dry_run(args: argparse.Namespace, bags: list[Path], topic_filter: TopicFilt
         root = Path(args.root)
         check_store_root(root)
         # read-only look at the store layout (mosaico_bridge.server.store): sequences/<name>/
-        exists = lambda name: (root / "sequences" / name).is_dir()  # noqa: E731
+        def exists(name: str) -> bool:
+            return (root / "sequences" / name).is_dir()
     progress = Progress(TextColumn("[bold]reading"), BarColumn(), MofNCompleteColumn(), TextColumn("msgs"),
                         TimeElapsedColumn(), console=console, transient=True,
                         disable=args.no_progress or not console.is_terminal)

@@ -134,9 +134,9 @@ def inspect_bags(
                 r.first_ns = t_ns
             if r.last_ns is None or t_ns > r.last_ns:
                 r.last_ns = t_ns
-            conv = converters.get(topic)
-            if conv is not None and r.arrow_bytes is not None:
-                r.arrow_bytes += conv.estimate_row_bytes(len(raw))
+            converter = converters.get(topic)
+            if converter is not None and r.arrow_bytes is not None:
+                r.arrow_bytes += converter.estimate_row_bytes(len(raw))
             count += 1
             if on_progress and count >= 4096:
                 on_progress(count)
