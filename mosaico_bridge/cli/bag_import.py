@@ -8,10 +8,12 @@ serves that directory afterwards. Without a bag, a small sample bag is written f
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from .. import __version__
 from ..client import AuthenticationError, MosaicoClient, MosaicoError, SessionLevelErrorPolicy
@@ -20,10 +22,13 @@ from ..protocol.errors import InvalidArgumentError
 from ..client.security import SecurityConfig
 from ..conversion import ConversionError
 from ..importer import BagImportError, ImportSummary, import_bags
-from ..sources import BagSourceError, TopicFilter
-from .common import CliError, env_default, fail, human_bytes, parse_metadata, setup_logging
+from ..server.store import STORE_FORMAT
+from ..sources import TIMESTAMP_SOURCES, BagSourceError, TopicFilter, check_distinct, default_timestamp
+from .common import CliError, Interrupted, StopSignals, env_default, fail, human_bytes, parse_metadata, setup_logging
 
 PROG = "bag_import"
+#: Marker file of the embedded server's store (mosaico_bridge.server.store layout).
+STORE_MARKER = "MOSAICO_STORE"
 DEFAULT_ROOT = "./mosaico_data"
 
 
@@ -37,10 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n"
-            f"  {PROG} run1.mcap --sequence run_1\n"
+            f"  {PROG} run1.mcap --sequence run_1                      # embedded server, ./mosaico_data\n"
+            f"  {PROG} run1.mcap --sequence run_1 --dry-run            # what would be written; writes nothing\n"
             f"  {PROG} day1/ --sequence day_1 --topics '/imu/.*' /fix --exclude /camera/image_raw\n"
+            f"  {PROG} run.bag --sequence run_2 --timestamp header     # rows stamped with header.stamp\n"
             f"  {PROG} run.bag --sequence run_2 --host mosaico.local --api-key $KEY --tls-cert ca.pem\n"
-            "Exit status: 0 on success, 1 on a failed import, 2 on bad input."
+            "\n"
+            "Ctrl-C or SIGTERM stops reading and applies --on-error (report: keep what was written; delete:\n"
+            "remove the sequence) while the server is still up, then says in one line what is left.\n"
+            "\n"
+            "exit status:\n"
+            "  0    success (--dry-run: no problem found)\n"
+            "  1    failed import: server unreachable, refused or failed mid-way\n"
+            "  2    bad input, nothing written: bag missing, corrupt or given twice, unknown type, bad name,\n"
+            "       existing sequence, bad --metadata, unreadable --root store\n"
+            "  130  stopped by SIGINT (Ctrl-C);  143  stopped by SIGTERM"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -67,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip these topics (exact names or regular expressions)")
     w = p.add_argument_group("writing")
     w.add_argument("--metadata", metavar="JSON_OR_FILE", help="sequence metadata: a JSON object or a JSON/YAML file")
+    w.add_argument("--timestamp", choices=list(TIMESTAMP_SOURCES), default="log",
+                   help="row timestamp_ns: 'log', the bag's log (receive) time; 'header', the message's "
+                        "header.stamp where its type starts with a std_msgs/Header, else the log time (default log)")
     w.add_argument("--on-error", choices=["report", "delete"], default="report",
                    help="on failure, 'report': keep what was written and store an error notification; "
                         "'delete': remove the sequence (default report)")
@@ -76,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--data-connections", type=int, default=4, metavar="N",
                    help="Flight data connections, topics striped round-robin (default 4)")
     w.add_argument("--workers", type=int, metavar="N", help="conversion threads (default: CPU count, 2..8)")
+    w.add_argument("--dry-run", action="store_true",
+                   help="read the bags and print, per topic, the ROS type, the Arrow layout, the message count, "
+                        "the time range and the estimated Arrow bytes, plus every problem the import would refuse; "
+                        "write nothing (with --host the server is only asked whether the sequence exists)")
     out = p.add_argument_group("output")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar (terminal) or progress lines (log, pipe)")
     out.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     out.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -128,7 +151,7 @@ def run(args: argparse.Namespace, console) -> int:
     for bag in bags:
         if not bag.exists():
             raise CliError(f"bag not found: {bag}", 2)
-
+    check_distinct(bags)
     # check the security options before anything touches the server
     for flag, tls_cert, api_key in (("--tls-cert", args.tls_cert, None), ("--api-key", None, args.api_key)):
         try:
@@ -136,48 +159,232 @@ def run(args: argparse.Namespace, console) -> int:
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(f"{flag}: {exc}", 2) from None
 
-    server = None
-    try:
-        if args.host:
-            host, port = args.host, args.port
-        else:
-            from ..server import MosaicoServer
-
-            root = Path(args.root)
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CliError(f"--root {root}: cannot create: {exc.strerror}", 2) from None
-            server = MosaicoServer.start_background(root, host="127.0.0.1", port=0)
-            host, port = "127.0.0.1", server.port
+    if args.dry_run:
         try:
-            client = MosaicoClient.connect(
-                host, port, timeout=args.timeout, tls_cert_path=args.tls_cert, api_key=args.api_key,
-                data_connections=args.data_connections, workers=args.workers,
-            )
+            return _dry_run(args, bags, topic_filter, console)
+        finally:
+            if sample_dir is not None:
+                sample_dir.cleanup()
+
+    with StopSignals(on_force=_forced) as stop:
+        try:
+            stop.check()
+            client, server, host, port = _connect(args)
+            try:
+                with client:
+                    started: list[bool] = []
+                    try:
+                        summary = _import(client, bags, args, topic_filter, metadata, console, stop, started)
+                    except Interrupted as exc:
+                        if not started:
+                            raise
+                        raise CliError(_after_interrupt(client, args, exc), exc.exit_code, prefix=False) from None
+                    except AuthenticationError as exc:
+                        raise CliError(_refusal(host, port, exc), 1) from None
+            finally:
+                if server is not None:
+                    server.stop()
+        except Interrupted as exc:  # before the import started: nothing was written
+            raise CliError(f"{exc}; nothing was written", exc.exit_code, prefix=False) from None
+        finally:
+            if sample_dir is not None:
+                sample_dir.cleanup()
+    print_summary(summary, console)
+    if server is not None:
+        console.print(
+            f"data stored in {Path(args.root).resolve()}; serve it with: "
+            f"mosaico_server --root {args.root} --port {names.DEFAULT_PORT}"
+        )
+    return 0
+
+
+def _connect(args: argparse.Namespace) -> tuple[MosaicoClient, Optional[Any], str, int]:
+    """The client of the import and, without ``--host``, the embedded server on ``--root``.
+
+    Returns ``(client, server or None, host, port)``; the caller stops the server after
+    closing the client. The embedded server is constructed but never ``serve()``d: its
+    gRPC server answers from construction on, and pyarrow's ``serve()`` shuts the server
+    down on SIGINT / SIGTERM, which would leave the on-error policy nobody to talk to.
+
+    Raises:
+        CliError: bad ``--root`` / ``--tls-cert`` (2), unreachable or refusing server (1).
+    """
+    server = None
+    if args.host:
+        host, port = args.host, args.port
+    else:
+        from ..server import MosaicoServer
+
+        root = Path(args.root)
+        check_store_root(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            server = MosaicoServer(root, host="127.0.0.1", port=0)
+        except (OSError, MosaicoError, ValueError) as exc:
+            raise CliError(f"--root {root}: cannot serve this directory: {exc}", 2) from None
+        host, port = "127.0.0.1", server.port
+    try:
+        client = MosaicoClient.connect(
+            host, port, timeout=args.timeout, tls_cert_path=args.tls_cert, api_key=args.api_key,
+            data_connections=args.data_connections, workers=args.workers,
+        )
+    except BaseException as exc:
+        if server is not None:
+            server.stop()
+        if isinstance(exc, (FileNotFoundError, ValueError)):
+            raise CliError(f"--tls-cert: {exc}", 2) from None
+        if isinstance(exc, ConnectionError):
+            raise CliError(str(exc), 1) from None
+        if isinstance(exc, AuthenticationError):
+            raise CliError(_refusal(host, port, exc), 1) from None
+        raise
+    return client, server, host, port
+
+
+def _dry_run(args: argparse.Namespace, bags: list[Path], topic_filter: TopicFilter, console) -> int:
+    """``--dry-run``: print the import plan; exit 2 with the error a real import would give."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..sources.inspect import inspect_bags
+
+    client = None
+    exists: Callable[[str], bool]
+    if args.host:
+        try:
+            client = MosaicoClient.connect(args.host, args.port, timeout=args.timeout, tls_cert_path=args.tls_cert,
+                                           api_key=args.api_key, data_connections=1)
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(f"--tls-cert: {exc}", 2) from None
         except ConnectionError as exc:
             raise CliError(str(exc), 1) from None
         except AuthenticationError as exc:
-            raise CliError(_refusal(host, port, exc), 1) from None
-        try:
-            with client:
-                summary = _import(client, bags, args, topic_filter, metadata, console)
-        except AuthenticationError as exc:
-            raise CliError(_refusal(host, port, exc), 1) from None
-        print_summary(summary, console)
-        if server is not None:
-            console.print(
-                f"data stored in {Path(args.root).resolve()}; serve it with: "
-                f"mosaico_server --root {args.root} --port {names.DEFAULT_PORT}"
-            )
-        return 0
+            raise CliError(_refusal(args.host, args.port, exc), 1) from None
+        exists = client.sequence_exists
+    else:
+        root = Path(args.root)
+        check_store_root(root)
+        # read-only look at the store layout (mosaico_bridge.server.store): sequences/<name>/
+        def exists(name: str) -> bool:
+            return (root / "sequences" / name).is_dir()
+    progress = Progress(TextColumn("[bold]reading"), BarColumn(), MofNCompleteColumn(), TextColumn("msgs"),
+                        TimeElapsedColumn(), console=console, transient=True,
+                        disable=args.no_progress or not console.is_terminal)
+    task = None
+
+    def on_start(source) -> None:
+        nonlocal task
+        task = progress.add_task("read", total=source.message_count)
+
+    def on_progress(n: int) -> None:
+        if task is not None:
+            progress.advance(task, n)
+
+    try:
+        with StopSignals() as stop, progress:
+            def checked(n: int) -> None:
+                stop.check()
+                on_progress(n)
+
+            plan = inspect_bags(bags, args.sequence, topic_filter=topic_filter, timestamp=args.timestamp,
+                                sequence_exists=exists, on_start=on_start, on_progress=checked)
+    except Interrupted as exc:
+        raise CliError(f"{exc}; dry run stopped, nothing was written", exc.exit_code, prefix=False) from None
     finally:
-        if server is not None:
-            server.stop()
-        if sample_dir is not None:
-            sample_dir.cleanup()
+        if client is not None:
+            client.close()
+    print_plan(plan, console)
+    if plan.problems:
+        console.print("problems an import would refuse:")
+        for problem in plan.problems:
+            console.print(f"  - {problem}", soft_wrap=True)
+        raise CliError(plan.problems[0], 2)
+    console.print(f"dry run: nothing written; the import would write {plan.messages} messages "
+                  f"(~{human_bytes(plan.arrow_bytes)} of Arrow data) into the new sequence {args.sequence}")
+    return 0
+
+
+def print_plan(plan, console) -> None:
+    """The dry-run table: one row per selected topic."""
+    from rich.table import Table
+
+    table = Table(title=f"dry run: sequence {plan.sequence}", title_justify="left")
+    for name, justify in (("topic", "left"), ("ROS type", "left"), ("ontology tag / layout", "left"),
+                          ("timestamp", "left"), ("messages", "right"), ("first", "left"), ("last", "left"),
+                          ("est. Arrow", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for t in plan.topics:
+        table.add_row(
+            t.topic, t.msgtype, t.layout if t.problem is None else f"[red]{t.problem}[/red]", t.timestamp_source,
+            str(t.messages), _iso(t.first_ns), _iso(t.last_ns),
+            human_bytes(t.arrow_bytes) if t.arrow_bytes is not None else "-",
+        )
+    table.add_section()
+    table.add_row(f"{len(plan.topics)} topics", "", "", "", str(plan.messages), "", "", human_bytes(plan.arrow_bytes))
+    console.print(table)
+    if plan.skipped_topics:
+        console.print(f"skipped topics: {', '.join(plan.skipped_topics)}")
+
+
+def _iso(t_ns: Optional[int]) -> str:
+    """``t_ns`` (ns since the Unix epoch) as UTC ISO 8601 with milliseconds."""
+    if t_ns is None:
+        return "-"
+    import datetime
+
+    dt = datetime.datetime.fromtimestamp(t_ns // 1_000_000_000, tz=datetime.timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(t_ns % 1_000_000_000) // 1_000_000:03d}Z"
+
+
+def check_store_root(root: Path) -> None:
+    """Check, without writing, that ``root`` can hold the embedded server's store: absent,
+    an empty or unrelated directory, or a store whose marker ``<root>/MOSAICO_STORE``
+    (``{"format": N}``, layout in :mod:`mosaico_bridge.server.store`) this version reads.
+
+    Raises:
+        CliError (exit 2): ``root`` is a file, or its marker is unreadable, corrupt or of
+            a newer format.
+    """
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise CliError(f"--root {root}: not a directory", 2)
+    marker = root / STORE_MARKER
+    if not marker.exists():
+        return
+    try:
+        fmt = json.loads(marker.read_bytes().decode("utf-8")).get("format")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError) as exc:
+        raise CliError(f"--root {root}: {STORE_MARKER} is not a store marker ({type(exc).__name__}): "
+                       f"is this a Mosaico store? move the file away or pick another --root", 2) from None
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise CliError(f"--root {root}: {STORE_MARKER} names no valid store format ({fmt!r})", 2)
+    if fmt > STORE_FORMAT:
+        raise CliError(f"--root {root}: the store has format {fmt}, newer than format {STORE_FORMAT} that this "
+                       f"version reads; use a newer mosaico_bridge or another --root", 2)
+
+
+def _forced(signum: int) -> None:
+    print(f"{PROG}: {signal.Signals(signum).name} again: stopped at once, the on-error policy may not have run",
+          file=sys.stderr, flush=True)
+
+
+def _after_interrupt(client: MosaicoClient, args: argparse.Namespace, exc: Interrupted) -> str:
+    """One line saying what the on-error policy left on the server, as the server tells it."""
+    seq = args.sequence
+    policy = f"--on-error {args.on_error}"
+    try:
+        handler = client.sequence_handler(seq)
+    except (MosaicoError, ConnectionError) as err:
+        return f"{exc}; {policy} was applied but the server could not be asked what is left: {err}"
+    if handler is None:
+        return f"{exc}; sequence {seq!r} deleted ({policy})"
+    rows = sum(t.row_count for t in (handler.get_topic_handler(n) for n in handler.topics) if t is not None)
+    open_sessions = [s for s in handler.sessions if s.completed_at_ns is None]
+    if args.on_error == "delete":
+        return (f"{exc}; {policy} could not delete sequence {seq!r}: it is left on the server with "
+                f"{rows} rows on {len(handler.topics)} topics")
+    state = "closed with an error notification" if not open_sessions else "NOT closed (the server did not answer)"
+    return f"{exc}; sequence {seq!r} kept: {rows} rows on {len(handler.topics)} topics, session {state} ({policy})"
 
 
 def _refusal(host: str, port: int, exc: AuthenticationError) -> str:
@@ -185,7 +392,9 @@ def _refusal(host: str, port: int, exc: AuthenticationError) -> str:
     return f"authentication failed: the Mosaico server at {host}:{port} refused {exc.call}: {exc.reason}"
 
 
-def _import(client, bags, args, topic_filter, metadata, console) -> ImportSummary:
+def _import(client, bags, args, topic_filter, metadata, console, stop: StopSignals, started: list) -> ImportSummary:
+    """Run :func:`import_bags` with a progress bar; ``started`` gets an item once the
+    sequence is about to be created (past that point an interrupt leaves something to report)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     progress = Progress(
@@ -197,13 +406,30 @@ def _import(client, bags, args, topic_filter, metadata, console) -> ImportSummar
 
     def on_start(source) -> None:
         nonlocal task
+        stop.check()
+        if not console.is_terminal:
+            console.print(f"importing {source.message_count} messages of {len(source.topics)} topics "
+                          f"into sequence {args.sequence}", soft_wrap=True)
         task = progress.add_task("import", total=source.message_count)
+        started.append(True)
+
+    done = 0
+    step = [0]  # last 10 % step printed (logs and pipes get a line per step, a terminal a bar)
 
     def on_progress(n: int) -> None:
+        nonlocal done
+        stop.check()  # raised inside the importer's session: the on-error policy runs
         if task is not None:
             progress.advance(task, n)
+        done += n
+        total = progress.tasks[0].total if progress.tasks else None
+        if not console.is_terminal and not args.no_progress and total:
+            now = min(10, int(10 * done / total))
+            if now > step[0]:
+                step[0] = now
+                console.print(f"read {done}/{int(total)} messages ({100 * done // int(total)} %)", soft_wrap=True)
 
-    with progress:
+    with progress, default_timestamp(args.timestamp):  # BagSource of import_bags reads it
         return import_bags(
             client, bags, args.sequence, topic_filter=topic_filter, metadata=metadata,
             on_error=SessionLevelErrorPolicy(args.on_error), max_batch_size_bytes=args.max_batch_bytes,
@@ -220,6 +446,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return run(args, console)
     except CliError as exc:
+        if not exc.prefix:
+            print(f"{PROG}: {' '.join(str(exc).split())}", file=sys.stderr)
+            return exc.code
         return fail(PROG, str(exc), exc.code)
     except (BagSourceError, ConversionError, BagImportError) as exc:
         return fail(PROG, str(exc), 2)
@@ -229,8 +458,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fail(PROG, str(exc), 2 if exc.call is None else 1)
     except (MosaicoError, ConnectionError) as exc:
         return fail(PROG, str(exc), 1)
-    except KeyboardInterrupt:
-        return fail(PROG, "interrupted; the on-error policy was applied to the sequence", 130)
+    except KeyboardInterrupt:  # outside the main thread, or before the handlers were installed
+        return fail(PROG, "interrupted", 130)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,16 @@
 split) through ``rosbags.highlevel.AnyReader``.
 
 Messages come out in log-time order across all selected topics, as
-``(topic, timestamp_ns, serialized message)``; the timestamp is the bag's log time
-(receive time of the recorder) in nanoseconds since the Unix epoch.
+``(topic, timestamp_ns, serialized message)``. The timestamp is, in nanoseconds, the
+bag's log time (receive time of the recorder, since the Unix epoch) or, with
+``timestamp="header"``, the message's ``header.stamp`` where its type starts with a
+``std_msgs/msg/Header`` (:mod:`.header_stamp`), else the log time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +20,38 @@ from typing import Iterator, Optional, Sequence
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.typesys import Stores, get_typestore
 
+from .header_stamp import HeaderStampError, header_stamp_reader
 from .topic_filter import TopicFilter
 
 log = logging.getLogger("mosaico_bridge.sources")
 
 #: Typestore used for bags that store no message definitions (old rosbag2 metadata).
 FALLBACK_STORE = Stores.ROS2_HUMBLE
+
+
+#: Where row timestamps come from: the bag's log time, or the message's header.stamp.
+TIMESTAMP_SOURCES = ("log", "header")
+
+#: The timestamp source of a BagSource built without one (see :func:`default_timestamp`).
+_DEFAULT_TIMESTAMP: contextvars.ContextVar[str] = contextvars.ContextVar("mosaico_bag_timestamp", default="log")
+
+
+@contextlib.contextmanager
+def default_timestamp(source: str) -> Iterator[None]:
+    """Within the block, a :class:`BagSource` made without ``timestamp`` uses ``source``
+    (``"log"`` or ``"header"``): for callers that build their BagSource through code that
+    does not pass the choice on (``importer.import_bags``).
+
+    Raises:
+        ValueError: ``source`` is not one of :data:`TIMESTAMP_SOURCES`.
+    """
+    if source not in TIMESTAMP_SOURCES:
+        raise ValueError(f"timestamp source must be one of {', '.join(TIMESTAMP_SOURCES)}, got {source!r}")
+    token = _DEFAULT_TIMESTAMP.set(source)
+    try:
+        yield
+    finally:
+        _DEFAULT_TIMESTAMP.reset(token)
 
 
 class BagSourceError(ValueError):
@@ -33,7 +63,9 @@ class BagTopic:
     """One topic of the opened bags.
 
     ``encoding`` is ``"cdr"`` (ROS 2) or ``"ros1"``; ``message_count`` comes from the
-    bag index and ``connections`` counts the publishers recorded on it.
+    bag index and ``connections`` counts the publishers recorded on it;
+    ``timestamp_source`` is ``"log"`` or ``"header"`` (what :meth:`BagSource.messages`
+    yields as the timestamp of this topic's messages).
     """
 
     name: str
@@ -41,6 +73,7 @@ class BagTopic:
     encoding: str
     message_count: int
     connections: int
+    timestamp_source: str = "log"
 
 
 class BagSource:
@@ -52,15 +85,29 @@ class BagSource:
             for topic, t_ns, raw in bag.messages():
                 ...
 
-    Raises (on ``open``):
-        BagSourceError: a path is missing, not a bag, corrupt, or a topic carries two types.
+    ``timestamp``: ``"log"`` (bag log time) or ``"header"`` (header.stamp where the type
+    has one); None takes the :func:`default_timestamp` of the caller (``"log"``).
+
+    Raises:
+        ValueError (constructor): an unknown ``timestamp``.
+        BagSourceError (on ``open``): a path is missing, given twice, not a bag, corrupt,
+            or a topic carries two types.
     """
 
-    def __init__(self, paths: Sequence[Path | str], topic_filter: Optional[TopicFilter] = None) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path | str],
+        topic_filter: Optional[TopicFilter] = None,
+        timestamp: Optional[str] = None,
+    ) -> None:
         if not paths:
             raise BagSourceError("no bag given")
         self.paths = [Path(p) for p in paths]
         self.topic_filter = topic_filter or TopicFilter()
+        self.timestamp = _DEFAULT_TIMESTAMP.get() if timestamp is None else timestamp
+        if self.timestamp not in TIMESTAMP_SOURCES:
+            raise ValueError(f"timestamp source must be one of {', '.join(TIMESTAMP_SOURCES)}, got {self.timestamp!r}")
+        self._stamp_readers: dict[str, object] = {}
         self._reader: Optional[AnyReader] = None
         self.topics: dict[str, BagTopic] = {}
         self.skipped_topics: list[str] = []
@@ -70,6 +117,7 @@ class BagSource:
         for path in self.paths:
             if not path.exists():
                 raise BagSourceError(f"bag not found: {path}")
+        check_distinct(self.paths)
         try:
             reader = AnyReader(self.paths, default_typestore=get_typestore(FALLBACK_STORE))
             reader.open()
@@ -130,30 +178,76 @@ class BagSource:
             types = sorted({c.msgtype for c in conns})
             if len(types) > 1:
                 raise BagSourceError(f"topic {name} carries several message types: {', '.join(types)}")
+            reader = None
+            if self.timestamp == "header":
+                reader = header_stamp_reader(types[0], self.typestore, self.encoding)
+                if reader is not None:
+                    self._stamp_readers[name] = reader
             self.topics[name] = BagTopic(
                 name=name,
                 msgtype=types[0],
                 encoding=self.encoding,
                 message_count=sum(c.msgcount for c in conns),
                 connections=len(conns),
+                timestamp_source="header" if reader is not None else "log",
             )
 
     def messages(self) -> Iterator[tuple[str, int, memoryview | bytes]]:
-        """Yield ``(topic, log_time_ns, serialized_message)`` of the selected topics in time order.
+        """Yield ``(topic, timestamp_ns, serialized_message)`` of the selected topics in
+        log-time order; ``timestamp_ns`` as the topic's ``timestamp_source`` says.
 
         Raises:
-            BagSourceError: if the bag turns out corrupt while reading.
+            BagSourceError: if the bag turns out corrupt while reading, or (header
+                timestamps) a message is too short to hold its header.stamp.
         """
         conns = [c for c in self.reader.connections if c.topic in self.topics]
         if not conns:
             return
+        stamps = self._stamp_readers
         try:
             for conn, timestamp, rawdata in self.reader.messages(connections=conns):
+                read_stamp = stamps.get(conn.topic)
+                if read_stamp is not None:
+                    try:
+                        timestamp = read_stamp(rawdata)  # type: ignore[operator]
+                    except HeaderStampError as exc:
+                        raise BagSourceError(
+                            f"topic {conn.topic} in {', '.join(map(str, self.paths))}, message logged at "
+                            f"{timestamp} ns: cannot read header.stamp: {exc}"
+                        ) from None
                 yield conn.topic, timestamp, rawdata
         except BagSourceError:
             raise
         except Exception as exc:
             raise BagSourceError(f"corrupt bag {', '.join(map(str, self.paths))}: {_one_line(exc)}") from None
+
+
+def check_distinct(paths: Sequence[Path | str]) -> None:
+    """Refuse a recording given twice: the same file or directory (after resolving
+    symbolic links, or a hard link to it), or a rosbag2 directory together with one of
+    the files inside it (its split files are read through the directory).
+
+    Raises:
+        BagSourceError: naming both paths.
+    """
+    seen: list[tuple[Path, Path]] = []  # (as given, resolved)
+    for given in map(Path, paths):
+        resolved = given.resolve()
+        for other, other_resolved in seen:
+            if resolved == other_resolved or _same_file(resolved, other_resolved):
+                raise BagSourceError(f"bag given twice: {other} and {given} are the same bag")
+            if other_resolved in resolved.parents:
+                raise BagSourceError(f"bag given twice: {given} is inside the bag directory {other}; give the directory once")
+            if resolved in other_resolved.parents:
+                raise BagSourceError(f"bag given twice: {other} is inside the bag directory {given}; give the directory once")
+        seen.append((given, resolved))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _one_line(exc: BaseException) -> str:
