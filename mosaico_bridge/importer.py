@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .client import MosaicoClient, SessionLevelErrorPolicy
-from .protocol import auth, names
 from .conversion import make_converter
+from .protocol import names
 from .sources import BagSource, TopicFilter
 
 log = logging.getLogger("mosaico_bridge.importer")
@@ -147,7 +147,7 @@ def import_bags(
                 on_progress(count)
             seq.finalize()
             for name, w in writers.items():
-                snap = w.stats.snapshot()
+                snap = w.snapshot()
                 stats[name].written = snap["written"]
                 stats[name].dropped = snap["dropped"]
                 stats[name].bytes = snap["bytes"]

@@ -197,7 +197,7 @@ class BridgeNode(LifecycleNode):
                 max_batch_size_bytes=cfg.max_batch_size_bytes, max_batch_size_records=cfg.max_batch_size_records,
                 spool_dir=cfg.spool_dir,
             )
-        writer.__enter__()
+        writer.open()
         self.writer = writer
         self.sessions += 1
         self.topic_writers = {}
@@ -255,7 +255,7 @@ class BridgeNode(LifecycleNode):
             cause = self._pending_error or error
             writer.abort(cause)
             self.writer = None
-            self._log_counters(f"session {writer.session_locator} {writer.status} after error: {cause}")
+            self._log_counters(f"session {writer.session_locator} {writer.state.value} after error: {cause}")
             spooled = sum(c.get("spooled", 0) for c in self.last_counters.values())
             if spooled and writer.spool is not None:
                 self.get_logger().warning(
@@ -327,7 +327,7 @@ class BridgeNode(LifecycleNode):
         out = {}
         source = self.source
         for topic, writer in self.topic_writers.items():
-            snap = writer.stats.snapshot()
+            snap = writer.snapshot()
             live = source.counters.get(topic) if source else None
             if live is not None:
                 snap["received"] = live.received

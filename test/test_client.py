@@ -11,12 +11,13 @@ import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from mosaico_bridge.client import (
+    AlreadyExistsError,
     InvalidArgumentError,
     MosaicoClient,
     NotFoundError,
     SequenceHandler,
-    ServerRefusedError,
     SessionLevelErrorPolicy,
+    WriterState,
 )
 from mosaico_bridge.conversion import make_converter
 from mosaico_bridge.server import MosaicoServer
@@ -77,13 +78,44 @@ def test_direct_construction_is_refused():
         MosaicoClient(host="h", port=1, timeout=1, control=None, pool=None, processing=None, security=None, info=None)
 
 
-def test_sequence_writer_only_inside_with(client):
+def test_sequence_writer_needs_open(client):
     writer = client.sequence_create("outside", {})
-    with pytest.raises(RuntimeError, match="with"):
+    assert writer.state is WriterState.NEW
+    with pytest.raises(RuntimeError, match="open"):
         writer.topic_create("/a", {}, make_converter("std_msgs/msg/String", TS))
-    with pytest.raises(RuntimeError, match="with"):
+    with pytest.raises(RuntimeError, match="open"):
         writer.flush()
     assert "outside" not in client.list_sequences()  # nothing was created
+
+
+def test_sequence_writer_lifecycle_without_with(client):
+    """open / finalize / abort by hand, states as an enum; a second open is refused."""
+    conv = make_converter("std_msgs/msg/String", TS)
+    writer = client.sequence_create("by_hand", {}).open()
+    assert writer.state is WriterState.OPEN
+    with pytest.raises(RuntimeError, match="once"):
+        writer.open()
+    w = writer.topic_create("/a", {}, conv)
+    for i in range(5):
+        assert w.push(i, string_cdr(f"m{i}"))
+    writer.finalize()
+    assert writer.state is WriterState.FINALIZED
+    assert w.snapshot()["written"] == 5 and w.snapshot()["inflight"] == 0
+    assert writer.abort(RuntimeError("late")) is WriterState.FINALIZED  # not open: left as it is
+    with pytest.raises(RuntimeError, match="finalized"):
+        writer.topic_create("/b", {}, conv)
+    # abort with an explicit policy, whatever on_error says
+    upd = client.sequence_update("by_hand", on_error="report").open()
+    upd.topic_create("/c", {}, conv).push(9, string_cdr("c"))
+    assert upd.abort("operator cancelled", SessionLevelErrorPolicy.Delete) is WriterState.DELETED
+    client.clear_sequence_handlers_cache()
+    assert client.sequence_handler("by_hand").topics == ["/a"]
+
+
+def test_sequence_create_of_an_existing_sequence_is_already_exists(client):
+    client.sequence_create("twice", {}).open().finalize()
+    with pytest.raises(AlreadyExistsError):
+        client.sequence_create("twice", {}).open()
 
 
 @pytest.mark.parametrize("name", ["", "bad name", "_x", "a/b", "é"])
