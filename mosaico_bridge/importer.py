@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .client import MosaicoClient, SessionLevelErrorPolicy
-from .conversion import make_converter
 from .protocol import names
+from .recorder import Recorder
 from .sources import BagSource, TopicFilter
 
 log = logging.getLogger("mosaico_bridge.importer")
@@ -103,7 +103,7 @@ def import_bags(
                 f"no topic selected in {', '.join(map(str, bags))} (bag topics: {', '.join(source.skipped_topics) or 'none'})"
             )
         converters = {
-            name: make_converter(t.msgtype, source.typestore, t.encoding) for name, t in source.topics.items()
+            name: Recorder.converter(t.msgtype, source.typestore, t.encoding) for name, t in source.topics.items()
         }
         for name in source.topics:
             names.validate_topic_name(name)
@@ -126,16 +126,14 @@ def import_bags(
             max_batch_size_bytes=max_batch_size_bytes,
             max_batch_size_records=max_batch_size_records,
         ) as seq:
-            writers = {}
+            recorder = Recorder(seq, source.typestore, ros_metadata={"source_files": sorted({Path(b).name for b in bags})})
             for name, conv in converters.items():
-                topic_meta = dict(conv.topic_metadata)
-                ros = dict(topic_meta.get("_ros_", {}))
-                ros["source_files"] = sorted({Path(b).name for b in bags})
-                topic_meta["_ros_"] = ros
-                writers[name] = seq.topic_create(name, topic_meta, conv)
+                recorder.add_topic(name, conv.msgtype, converter=conv)
+            writers = recorder.topics
             count = 0
             for topic, t_ns, raw in source.messages():
-                writers[topic].push(t_ns, raw)
+                # block: the client's memory budget back-pressures the bag reader
+                writers[topic].push(t_ns, raw, block=True)
                 s = stats[topic]
                 s.messages += 1
                 s.serialized_bytes += len(raw)
@@ -146,8 +144,7 @@ def import_bags(
             if on_progress and count:
                 on_progress(count)
             seq.finalize()
-            for name, w in writers.items():
-                snap = w.snapshot()
+            for name, snap in recorder.counters().items():
                 stats[name].written = snap["written"]
                 stats[name].dropped = snap["dropped"]
                 stats[name].bytes = snap["bytes"]

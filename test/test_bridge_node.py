@@ -151,7 +151,7 @@ def test_1080p_rgb8_30hz_for_10s_no_drop_in_the_bridge(server, procs):
     from mosaico_bridge.client import MosaicoClient
 
     bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="camera_run", topics=["/camera/image_raw"],
-                          flush_period_s=0.5)
+                          max_batch_age_s=0.5)
     driver, publisher = procs.agent("driver"), procs.agent("publisher")
     assert driver.ask("transition", node=NODE, transition="configure")["success"]
     assert driver.ask("transition", node=NODE, transition="activate")["success"]
@@ -376,18 +376,25 @@ def test_latched_transient_local_sample_published_before_activation_is_recorded(
         assert table.column("data").to_pylist() == ["latched before the bridge existed"]
 
 
-def test_server_lost_while_active_fails_cleanly(procs, tmp_path):
+@pytest.mark.parametrize("acks", ["per_batch", "end_of_stream"])
+def test_server_lost_while_active_fails_cleanly(procs, tmp_path, acks):
     """The server process dies mid-recording: the node logs the cause, applies on_error
-    (its calls fail too, and it says so) and returns to unconfigured; it does not hang."""
+    (its calls fail too, and it says so) and returns to unconfigured; it does not hang.
+    ``written`` counts only what the server acknowledged: never more than a restarted
+    server holds; with per-batch acknowledgements every unacknowledged batch is spooled,
+    with a server that acknowledges at the end of the stream only the rows it never
+    acknowledged are counted dropped (and unacknowledged)."""
     import subprocess
     import sys
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(tmp_path / "r"),
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = ([sys.executable, str(REPO / "test" / "ros_procs" / "ack_server.py")] if acks == "per_batch"
+           else [sys.executable, "-m", "mosaico_bridge.cli.server"])
+    server = subprocess.Popen([*cmd, "--root", str(tmp_path / "r"), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         bridge = procs.bridge(host="127.0.0.1", port=port, sequence_name="lost", topics=["/imu/data"],
-                              flush_period_s=0.2, connect_timeout_s=20.0)
+                              max_batch_age_s=0.2, connect_timeout_s=20.0)
         driver, publisher = procs.agent("driver"), procs.agent("publisher")
         assert driver.ask("transition", node=NODE, transition="configure")["success"]
         assert driver.ask("transition", node=NODE, transition="activate")["success"]
@@ -405,7 +412,11 @@ def test_server_lost_while_active_fails_cleanly(procs, tmp_path):
         # nothing received is lost: what the server did not take is in the local spool
         c = bridge.counters()[-1]["/imu/data"]
         assert c["received"] == c["written"] + c["spooled"] + c["dropped"]
-        assert c["dropped"] == 0 and c["spooled"] > 0 and 3000 <= c["received"] <= sent["/imu/data"]
+        assert c["spooled"] > 0 and 3000 <= c["received"] <= sent["/imu/data"]
+        if acks == "per_batch":
+            assert c["dropped"] == 0 and c["written"] > 0, c
+        else:
+            assert c["dropped"] == c["unacknowledged"] and c["written"] == 0, c
         import pyarrow as pa
 
         spooled = list((tmp_path / "spool" / "lost").glob("*/imu/data.arrows"))
@@ -421,6 +432,11 @@ def test_server_lost_while_active_fails_cleanly(procs, tmp_path):
         from mosaico_bridge.server import MosaicoServer
 
         with MosaicoServer.start_background(tmp_path / "r", host="127.0.0.1", port=0) as back:
+            from mosaico_bridge.client import MosaicoClient
+
+            with MosaicoClient.connect("127.0.0.1", back.port) as ours:  # written <= what the server holds
+                held = ours.topic_handler("lost", "/imu/data")
+                assert held is not None and held.row_count >= c["written"], (held.row_count, c)
             up = run_cli("mosaico_bridge.cli.spool_upload", str(tmp_path / "spool"), "--host", "127.0.0.1",
                          "--port", str(back.port))
             assert up.returncode == 0, up.stderr

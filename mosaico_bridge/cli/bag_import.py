@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..client import AuthenticationError, MosaicoClient, MosaicoError, SessionLevelErrorPolicy
+from ..client import AuthenticationError, MosaicoError, SessionLevelErrorPolicy
 from ..protocol import auth, names
 from ..protocol.errors import InvalidArgumentError
 from ..client.security import SecurityConfig
 from ..conversion import ConversionError
+from ..embedded import EmbeddedServerError, ServerConfig, connect_or_embed
 from ..importer import BagImportError, ImportSummary, import_bags
 from ..sources import BagSourceError, TopicFilter
 from .common import CliError, env_default, fail, human_bytes, parse_metadata, setup_logging
@@ -136,31 +137,25 @@ def run(args: argparse.Namespace, console) -> int:
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(f"{flag}: {exc}", 2) from None
 
-    server = None
+    connection = None
     try:
-        if args.host:
-            host, port = args.host, args.port
-        else:
-            from ..server import MosaicoServer
-
-            root = Path(args.root)
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CliError(f"--root {root}: cannot create: {exc.strerror}", 2) from None
-            server = MosaicoServer.start_background(root, host="127.0.0.1", port=0)
-            host, port = "127.0.0.1", server.port
+        config = ServerConfig(
+            host=args.host or "", port=args.port, root=args.root, timeout=args.timeout, tls_cert_path=args.tls_cert,
+            api_key=args.api_key, data_connections=args.data_connections, workers=args.workers,
+        )
+        host, port = (args.host, args.port) if args.host else ("127.0.0.1", 0)
         try:
-            client = MosaicoClient.connect(
-                host, port, timeout=args.timeout, tls_cert_path=args.tls_cert, api_key=args.api_key,
-                data_connections=args.data_connections, workers=args.workers,
-            )
+            connection = connect_or_embed(config)
+        except EmbeddedServerError as exc:
+            raise CliError(f"--root {exc}", 2) from None
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(f"--tls-cert: {exc}", 2) from None
         except ConnectionError as exc:
             raise CliError(str(exc), 1) from None
         except AuthenticationError as exc:
             raise CliError(_refusal(host, port, exc), 1) from None
+        client, server = connection.client, connection.server
+        host, port = connection.host, connection.port
         try:
             with client:
                 summary = _import(client, bags, args, topic_filter, metadata, console)
@@ -174,8 +169,8 @@ def run(args: argparse.Namespace, console) -> int:
             )
         return 0
     finally:
-        if server is not None:
-            server.stop()
+        if connection is not None:
+            connection.close()
         if sample_dir is not None:
             sample_dir.cleanup()
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 from .. import __version__
 from ..client import MosaicoClient, MosaicoError
 from ..protocol import auth, names
+from ..embedded import ServerConfig, connect_or_embed
 from .common import CliError, env_default, fail, setup_logging
 
 PROG = "spool_upload"
@@ -88,10 +89,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{spool}: nothing to upload")
             return 0
         try:
-            client = MosaicoClient.connect(args.host, args.port, tls_cert_path=args.tls_cert, api_key=args.api_key)
+            connection = connect_or_embed(ServerConfig(host=args.host, port=args.port, tls_cert_path=args.tls_cert,
+                                                       api_key=args.api_key))
         except (FileNotFoundError, ValueError) as exc:
             raise CliError(f"--tls-cert: {exc}", 2) from None
-        with client:
+        with connection:
+            client = connection.client
             for session_dir in sessions:
                 sequence = session_dir.parent.name
                 rows = upload_session(client, sequence, session_dir)

@@ -478,11 +478,12 @@ class TopicWriter:
                     kept = 0
             with self._lock:
                 self.stats.dropped += total - kept
-            self._set_error(exc)
-            if not kept:
+            if kept:
+                self._send(batch, received[:kept], charge)
+            else:
                 self._budget.release(charge)
-                return
-            received = received[:kept]
+            self._set_error(exc)
+            return
         self._send(batch, received, charge)
 
     def _pieces(self, batch: pa.RecordBatch, received: list[int]) -> list[tuple[pa.RecordBatch, list[int], int]]:
