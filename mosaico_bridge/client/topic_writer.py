@@ -15,11 +15,13 @@ Data path of one topic::
                       or the end of the stream: the rows become ``written`` and their
                       charge is released
 
-A batch sent but not yet acknowledged stays in memory (charged) while the server sends
-acknowledgements, so that if the stream fails it goes to the spool. On a stream that has
-sent no acknowledgement (servers that acknowledge at the end of the stream only), only
-the last :data:`RETAIN_WITHOUT_ACK` batches stay in memory; older unacknowledged rows of
-a stream that then fails are counted ``dropped`` (and ``unacknowledged``).
+A batch sent but not yet acknowledged stays in memory, charged to the budget, on a stream
+whose server has sent acknowledgements, so that if the stream fails it goes to the spool.
+On a stream that has sent none yet (servers that acknowledge at the end of the stream
+only) the charge is given back when the batch is on the stream, and only the last
+:data:`RETAIN_WITHOUT_ACK` batches stay in memory (outside the budget: at most that many
+batches per topic); older unacknowledged rows of a stream that then fails are counted
+``dropped`` (and ``unacknowledged``).
 """
 
 from __future__ import annotations
@@ -533,13 +535,17 @@ class TopicWriter:
             released = 0
             with self._lock:
                 self._sent_rows += piece.num_rows
-                self._unacked.append(_Sent(self._sent_rows, piece.num_rows, size, piece_charge, recv, piece))
-                if not self._ack_mode:
+                if self._ack_mode:
+                    self._unacked.append(_Sent(self._sent_rows, piece.num_rows, size, piece_charge, recv, piece))
+                else:
+                    # no acknowledgement yet: the charge is given back now (an end-of-stream
+                    # acknowledgement would hold the budget for the whole session), and only
+                    # the last RETAIN_WITHOUT_ACK batches stay in memory for the spool
+                    released = piece_charge
+                    self._unacked.append(_Sent(self._sent_rows, piece.num_rows, size, 0, recv, piece))
                     retained = [e for e in self._unacked if e.batch is not None]
                     for e in retained[: max(0, len(retained) - RETAIN_WITHOUT_ACK)]:
                         e.batch = None
-                        released += e.charge
-                        e.charge = 0
                 acked = self._apply_acks_locked()
             self._budget.release(released)
             self._record(acked)
