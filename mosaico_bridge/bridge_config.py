@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .client.transport import COMPRESSIONS
 from .protocol import auth, names
 from .protocol.errors import InvalidArgumentError
 from .sources.topic_filter import TopicFilter
@@ -44,7 +45,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "on_error": ("report", "On error: 'report' (notification + finalize what was received) or 'delete'."),
     "max_batch_size_bytes": (0, "Largest record batch in bytes; 0: 16 MiB. Never above 90% of the server's message limit."),
     "max_batch_size_records": (0, "Largest record batch in rows; 0: no row limit."),
-    "flush_period_s": (1.0, "Seconds between flushes of buffered messages to the server (> 0)."),
+    "max_batch_age_s": (
+        0.1,
+        "Longest time, in seconds, a received message waits before its topic's record batch is sent (> 0); "
+        "a batch is also sent when it reaches max_batch_size_bytes / max_batch_size_records.",
+    ),
     "data_connections": (4, "Flight data connections; topics are striped over them round-robin (>= 1)."),
     "workers": (0, "Conversion threads of the executor pool; 0: CPU count (2..8)."),
     "spool_dir": (
@@ -52,10 +57,15 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "Where record batches go when the server can no longer take them (server lost, key revoked): "
         "Arrow IPC files per sequence/session/topic, so no received message is lost. Empty: no spool.",
     ),
-    "max_queue_bytes": (
-        512 * 1024 * 1024,
-        "Serialized messages held between the subscription callbacks and the writers, in bytes; "
-        "past it new messages are dropped and counted (diagnostics WARN).",
+    "max_inflight_bytes": (
+        256 * 1024 * 1024,
+        "Memory budget in bytes shared by all topics, from the subscription callback to the server's "
+        "acknowledgement (buffered, converting, uploading, unacknowledged); past it new messages are dropped "
+        "and counted (diagnostics WARN). >= 1 MiB.",
+    ),
+    "compression": (
+        "none",
+        "Compression of the record batches sent to the server: none, lz4 or zstd.",
     ),
     "connect_timeout_s": (5.0, "Seconds to wait for the server at configure (> 0)."),
     "discovery_period_s": (1.0, "Seconds between scans for new topics matching 'topics' (> 0)."),
@@ -88,11 +98,12 @@ class BridgeConfig:
     on_error: str
     max_batch_size_bytes: Optional[int]
     max_batch_size_records: Optional[int]
-    flush_period_s: float
+    max_batch_age_s: float
     data_connections: int
     workers: Optional[int]
     spool_dir: Optional[str]
-    max_queue_bytes: int
+    max_inflight_bytes: int
+    compression: str
     connect_timeout_s: float
     discovery_period_s: float
 
@@ -111,15 +122,18 @@ class BridgeConfig:
         port = values["port"]
         if not isinstance(port, int) or not 1 <= port <= 65535:
             raise bad("port", f"must be an integer in 1..65535, got {port!r}")
-        for name in ("flush_period_s", "connect_timeout_s", "discovery_period_s"):
+        for name in ("max_batch_age_s", "connect_timeout_s", "discovery_period_s"):
             v = values[name]
             if not isinstance(v, (int, float)) or v <= 0:
                 raise bad(name, f"must be > 0, got {v!r}")
         for name, minimum in (("data_connections", 1), ("workers", 0), ("max_batch_size_bytes", 0),
-                              ("max_batch_size_records", 0), ("max_queue_bytes", 1024 * 1024)):
+                              ("max_batch_size_records", 0), ("max_inflight_bytes", 1024 * 1024)):
             v = values[name]
             if not isinstance(v, int) or v < minimum:
                 raise bad(name, f"must be an integer >= {minimum}, got {v!r}")
+        compression = str(values["compression"]).strip().lower()
+        if compression not in COMPRESSIONS:
+            raise bad("compression", f"must be one of {', '.join(COMPRESSIONS)}, got {values['compression']!r}")
         on_error = str(values["on_error"]).lower()
         if on_error not in ("report", "delete"):
             raise bad("on_error", f"must be 'report' or 'delete', got {values['on_error']!r}")
@@ -164,11 +178,12 @@ class BridgeConfig:
             on_error=on_error,
             max_batch_size_bytes=values["max_batch_size_bytes"] or None,
             max_batch_size_records=values["max_batch_size_records"] or None,
-            flush_period_s=float(values["flush_period_s"]),
+            max_batch_age_s=float(values["max_batch_age_s"]),
             data_connections=values["data_connections"],
             workers=values["workers"] or None,
             spool_dir=str(values["spool_dir"]).strip() or None,
-            max_queue_bytes=values["max_queue_bytes"],
+            max_inflight_bytes=values["max_inflight_bytes"],
+            compression=compression,
             connect_timeout_s=float(values["connect_timeout_s"]),
             discovery_period_s=float(values["discovery_period_s"]),
         )

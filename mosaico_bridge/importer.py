@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .client import MosaicoClient, SessionLevelErrorPolicy
-from .protocol import auth, names
-from .conversion import make_converter
+from .protocol import names
+from .recorder import Recorder
 from .sources import BagSource, TopicFilter
 
 log = logging.getLogger("mosaico_bridge.importer")
@@ -78,6 +78,7 @@ def import_bags(
     max_batch_size_records: Optional[int] = None,
     on_start: Optional[Callable[[BagSource], None]] = None,
     on_progress: Optional[Callable[[int], None]] = None,
+    timestamp: Optional[str] = None,
 ) -> ImportSummary:
     """Import the messages of ``bags`` into the new sequence ``sequence``.
 
@@ -87,6 +88,9 @@ def import_bags(
     Args:
         on_start: called once with the opened source (topics and message count known).
         on_progress: called with the number of messages read since the last call.
+        timestamp: ``"log"`` (the bag's log time, default) or ``"header"`` (the message's
+            ``header.stamp`` where its type starts with a std_msgs/Header, else log time);
+            None: the source's default (see :func:`~mosaico_bridge.sources.default_timestamp`).
 
     Raises:
         ValueError: invalid sequence name or metadata.
@@ -97,13 +101,13 @@ def import_bags(
     """
     names.validate_sequence_name(sequence)
     started = time.monotonic()
-    with BagSource(bags, topic_filter) as source:
+    with BagSource(bags, topic_filter, **({"timestamp": timestamp} if timestamp else {})) as source:
         if not source.topics:
             raise BagImportError(
                 f"no topic selected in {', '.join(map(str, bags))} (bag topics: {', '.join(source.skipped_topics) or 'none'})"
             )
         converters = {
-            name: make_converter(t.msgtype, source.typestore, t.encoding) for name, t in source.topics.items()
+            name: Recorder.converter(t.msgtype, source.typestore, t.encoding) for name, t in source.topics.items()
         }
         for name in source.topics:
             names.validate_topic_name(name)
@@ -126,16 +130,14 @@ def import_bags(
             max_batch_size_bytes=max_batch_size_bytes,
             max_batch_size_records=max_batch_size_records,
         ) as seq:
-            writers = {}
+            recorder = Recorder(seq, source.typestore, ros_metadata={"source_files": sorted({Path(b).name for b in bags})})
             for name, conv in converters.items():
-                topic_meta = dict(conv.topic_metadata)
-                ros = dict(topic_meta.get("_ros_", {}))
-                ros["source_files"] = sorted({Path(b).name for b in bags})
-                topic_meta["_ros_"] = ros
-                writers[name] = seq.topic_create(name, topic_meta, conv)
+                recorder.add_topic(name, conv.msgtype, converter=conv)
+            writers = recorder.topics
             count = 0
             for topic, t_ns, raw in source.messages():
-                writers[topic].push(t_ns, raw)
+                # block: the client's memory budget back-pressures the bag reader
+                writers[topic].push(t_ns, raw, block=True)
                 s = stats[topic]
                 s.messages += 1
                 s.serialized_bytes += len(raw)
@@ -146,8 +148,7 @@ def import_bags(
             if on_progress and count:
                 on_progress(count)
             seq.finalize()
-            for name, w in writers.items():
-                snap = w.stats.snapshot()
+            for name, snap in recorder.counters().items():
                 stats[name].written = snap["written"]
                 stats[name].dropped = snap["dropped"]
                 stats[name].bytes = snap["bytes"]

@@ -15,8 +15,13 @@ Lifecycle transition → sequence (the mapping this node exists for):
   traceback, apply ``on_error`` (report: notification + finalize what was received;
   delete: delete the session / sequence), close, return to unconfigured.
 
-Messages are queued by the subscription callbacks (serialized, ``raw=True``) and
-converted on the client's executor pool, never on the ROS executor thread.
+The subscription callbacks (serialized, ``raw=True``) only append each message to its
+topic's buffer (:class:`mosaico_bridge.client.TopicWriter`); batching, conversion and
+upload run on the client's threads, never on the ROS executor thread. One memory budget
+(``max_inflight_bytes``) covers every topic from the callback to the server's
+acknowledgement; the counters (per topic, logged at every deactivate and on /diagnostics)
+reconcile as ``received == written + spooled + dropped + inflight`` (``inflight`` is 0
+after deactivate). Topics, converters and counters live in :class:`mosaico_bridge.recorder.Recorder`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import signal
 import sys
 import threading
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import rclpy
@@ -40,8 +44,11 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from .bridge_config import PARAMETERS, BridgeConfig
-from .client import MosaicoClient, SequenceWriter, ServerRefusedError, SessionLevelErrorPolicy, TopicWriter
-from .conversion import make_converter
+from .client import MosaicoClient, SequenceWriter, SessionLevelErrorPolicy
+from .conversion import ConversionError
+from .protocol.errors import InvalidArgumentError
+from .embedded import Connection, EmbeddedServerError, ServerConfig, connect_or_embed
+from .recorder import Recorder, warm_imports
 from .sources.live import LiveSource, ensure_type, ros_typestore
 
 NODE_NAME = "mosaico_bridge"
@@ -74,11 +81,11 @@ class BridgeNode(LifecycleNode):
             )
         self.config: Optional[BridgeConfig] = None
         self.client: Optional[MosaicoClient] = None
-        self.server = None  # embedded MosaicoServer, when host is empty
+        self.connection: Optional[Connection] = None  # the client and, when host is empty, the embedded server
         self.sequence_name: Optional[str] = None
         self.sessions = 0
         self.writer: Optional[SequenceWriter] = None
-        self.topic_writers: dict[str, TopicWriter] = {}
+        self.recorder: Optional[Recorder] = None
         self.source: Optional[LiveSource] = None
         self._typestore = ros_typestore()
         self._timers: list = []
@@ -146,30 +153,28 @@ class BridgeNode(LifecycleNode):
         except ValueError as exc:
             self.get_logger().error(f"configure refused: {exc}")
             return TransitionCallbackReturn.FAILURE
-        host, port = config.host, config.port
-        if not host:
-            from .server import MosaicoServer
-
-            root = Path(config.embedded_root)
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-                self.server = MosaicoServer.start_background(root, host="127.0.0.1", port=0)
-            except OSError as exc:
-                self.get_logger().error(f"configure refused: parameter 'embedded_root': {root}: {exc}")
-                return TransitionCallbackReturn.FAILURE
-            host, port = "127.0.0.1", self.server.port
+        warm_imports()
+        server_config = ServerConfig(
+            host=config.host, port=config.port, root=config.embedded_root, timeout=config.connect_timeout_s,
+            tls_cert_path=config.tls_cert_path, api_key=config.api_key, data_connections=config.data_connections,
+            workers=config.workers, max_inflight_bytes=config.max_inflight_bytes, compression=config.compression,
+        )
+        where = f"{config.host}:{config.port}" if config.host else "the embedded server"
+        try:
+            self.connection = connect_or_embed(server_config)
+        except EmbeddedServerError as exc:
+            self.get_logger().error(f"configure refused: parameter 'embedded_root': {exc}")
+            return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, AuthenticationError, ValueError ...
+            self.get_logger().error(f"configure failed: cannot connect to Mosaico at {where}: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.client = self.connection.client
+        host, port = self.client.host, self.client.port
+        if self.connection.root is not None:
+            root = self.connection.root
             self.get_logger().info(
                 f"embedded Mosaico server on {root.resolve()} (serve it later with: mosaico_server --root {root})"
             )
-        try:
-            self.client = MosaicoClient.connect(
-                host, port, timeout=config.connect_timeout_s, tls_cert_path=config.tls_cert_path,
-                api_key=config.api_key, data_connections=config.data_connections, workers=config.workers,
-            )
-        except Exception as exc:  # noqa: BLE001 - ConnectionError, AuthenticationError, ValueError ...
-            self.get_logger().error(f"configure failed: cannot connect to Mosaico at {host}:{port}: {exc}")
-            self._stop_server()
-            return TransitionCallbackReturn.FAILURE
         self.config = config
         visible = sorted(t for t, _types in self.get_topic_names_and_types() if config.topic_filter(t))
         self.get_logger().info(f"topics matching now: {json.dumps(visible)}")
@@ -184,30 +189,27 @@ class BridgeNode(LifecycleNode):
         assert self.client is not None and self.config is not None
         cfg = self.config
         policy = SessionLevelErrorPolicy(cfg.on_error)
+        options = dict(
+            on_error=policy, max_batch_size_bytes=cfg.max_batch_size_bytes,
+            max_batch_size_records=cfg.max_batch_size_records, spool_dir=cfg.spool_dir,
+            max_batch_age_s=cfg.max_batch_age_s, compression=cfg.compression,
+        )
         if self.sequence_name is None or not self.client.sequence_exists(self.sequence_name):
             self.sequence_name = cfg.sequence_name(self.get_name(), self.get_namespace())
-            writer = self.client.sequence_create(
-                self.sequence_name, cfg.metadata, on_error=policy,
-                max_batch_size_bytes=cfg.max_batch_size_bytes, max_batch_size_records=cfg.max_batch_size_records,
-                spool_dir=cfg.spool_dir,
-            )
+            writer = self.client.sequence_create(self.sequence_name, cfg.metadata, **options)
         else:
-            writer = self.client.sequence_update(
-                self.sequence_name, on_error=policy,
-                max_batch_size_bytes=cfg.max_batch_size_bytes, max_batch_size_records=cfg.max_batch_size_records,
-                spool_dir=cfg.spool_dir,
-            )
-        writer.__enter__()
+            writer = self.client.sequence_update(self.sequence_name, **options)
+        writer.open()
         self.writer = writer
         self.sessions += 1
-        self.topic_writers = {}
+        self.recorder = Recorder(writer, self._typestore, session=self.sessions,
+                                 ros_metadata={"node": self.get_fully_qualified_name()})
         self.source = LiveSource(self, cfg.topic_filter, self._on_new_topic, cfg.qos_overrides,
-                                 info=self.get_logger().info, max_queue_bytes=cfg.max_queue_bytes)
+                                 info=self.get_logger().info)
         self.source.start()
         self._timers = [
             self.create_timer(cfg.discovery_period_s, self._safe(self._discover)),
-            self.create_timer(cfg.flush_period_s, self._safe(self._periodic_flush)),
-            self.create_timer(1.0, self._safe(self._publish_diagnostics)),
+            self.create_timer(1.0, self._safe(self._check_and_publish)),
         ]
         self.get_logger().info(
             f"active: sequence {self.sequence_name}, session {writer.session_locator}, "
@@ -220,7 +222,8 @@ class BridgeNode(LifecycleNode):
         writer, source = self.writer, self.source
         if source is not None:
             source.unsubscribe()
-            source.drain()
+            if source.error is not None:
+                raise source.error
         if writer is not None:
             writer.finalize()
             self.writer = None
@@ -233,10 +236,10 @@ class BridgeNode(LifecycleNode):
         if self.source is not None:
             self.source.unsubscribe()
             self.source = None
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        self._stop_server()
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+        self.client = None
         self.config = None
         return TransitionCallbackReturn.SUCCESS
 
@@ -248,14 +251,13 @@ class BridgeNode(LifecycleNode):
         if source is not None:
             try:
                 source.unsubscribe()
-                source.drain()
             except Exception as exc:  # noqa: BLE001
-                self.get_logger().error(f"draining after error failed: {exc}")
+                self.get_logger().error(f"unsubscribing after error failed: {exc}")
         if writer is not None:
             cause = self._pending_error or error
             writer.abort(cause)
             self.writer = None
-            self._log_counters(f"session {writer.session_locator} {writer.status} after error: {cause}")
+            self._log_counters(f"session {writer.session_locator} {writer.state.value} after error: {cause}")
             spooled = sum(c.get("spooled", 0) for c in self.last_counters.values())
             if spooled and writer.spool is not None:
                 self.get_logger().warning(
@@ -289,51 +291,33 @@ class BridgeNode(LifecycleNode):
 
     # ================================================================ topics and timers
     def _on_new_topic(self, topic: str, msgtype: str):
-        assert self.writer is not None
+        """A newly discovered topic: converter (plan built now, not on the first message),
+        Mosaico topic, DoPut stream; the sink is the writer's non-blocking push."""
+        assert self.recorder is not None
         try:
             ensure_type(self._typestore, msgtype)
-            converter = make_converter(msgtype, self._typestore, "cdr")
-            meta = dict(converter.topic_metadata)
-            meta["_ros_"] = {**meta.get("_ros_", {}), "topic": topic, "session": self.sessions,
-                             "node": self.get_fully_qualified_name()}
-            try:
-                writer = self.writer.topic_create(topic, meta, converter)
-            except ServerRefusedError as exc:
-                # A topic name is used once per sequence (protocol doc §3): a later session
-                # records the same ROS topic as "<topic>_s<session>".
-                if "already exists" not in exc.reason or self.sessions < 2:
-                    raise
-                writer = self.writer.topic_create(f"{topic}_s{self.sessions}", meta, converter)
-        except (LookupError, ValueError) as exc:
+            writer = self.recorder.add_topic(topic, msgtype)
+        except (LookupError, ValueError, ConversionError, InvalidArgumentError) as exc:
             self.get_logger().warning(f"topic {topic} [{msgtype}] not recorded: {exc}")
             return None
-        self.topic_writers[topic] = writer
         return writer.push
 
     def _discover(self) -> None:
         if self.source is not None:
             self.source.discover()
 
-    def _periodic_flush(self) -> None:
-        if self.source is not None and self.source.pump_error is not None:
-            raise self.source.pump_error
-        for writer in list(self.topic_writers.values()):
-            if writer.error is not None:
-                raise writer.error
-            writer.flush(wait=False)
+    def _check_and_publish(self) -> None:
+        """1 Hz: raise a callback's or a writer's error (→ on_error), publish /diagnostics."""
+        if self.source is not None and self.source.error is not None:
+            raise self.source.error
+        if self.recorder is not None:
+            self.recorder.check()
+        self._publish_diagnostics()
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """Per topic: received, written, dropped, bytes, latency_ns_mean/max (receive → written)."""
-        out = {}
-        source = self.source
-        for topic, writer in self.topic_writers.items():
-            snap = writer.stats.snapshot()
-            live = source.counters.get(topic) if source else None
-            if live is not None:
-                snap["received"] = live.received
-                snap["dropped"] += live.dropped
-            out[topic] = snap
-        return out
+        """Per topic: received, written (acknowledged), spooled, dropped, inflight, bytes,
+        batches, latency_ns_mean / max / p50 / p99 (receive → acknowledged)."""
+        return self.recorder.counters() if self.recorder is not None else {}
 
     def _log_counters(self, headline: str) -> None:
         counters = self.counters()
@@ -342,8 +326,9 @@ class BridgeNode(LifecycleNode):
         for topic, c in sorted(counters.items()):
             lines.append(
                 f"  {topic}: received={c['received']} written={c['written']} spooled={c['spooled']} "
-                f"dropped={c['dropped']} "
-                f"bytes={c['bytes']} latency_ms(mean/max)={c['latency_ns_mean'] / 1e6:.1f}/{c['latency_ns_max'] / 1e6:.1f}"
+                f"dropped={c['dropped']} inflight={c['inflight']} bytes={c['bytes']} "
+                f"latency_ms(p50/p99/max)={c['latency_ns_p50'] / 1e6:.1f}/{c['latency_ns_p99'] / 1e6:.1f}/"
+                f"{c['latency_ns_max'] / 1e6:.1f}"
             )
         self.get_logger().info("\n".join(lines))
         # one machine-readable line for tools and tests
@@ -366,11 +351,6 @@ class BridgeNode(LifecycleNode):
         for timer in self._timers:
             self.destroy_timer(timer)
         self._timers = []
-
-    def _stop_server(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
 
     # ================================================================ process exit
     def finish(self) -> None:

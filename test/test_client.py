@@ -11,15 +11,17 @@ import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from mosaico_bridge.client import (
+    AlreadyExistsError,
     InvalidArgumentError,
     MosaicoClient,
     NotFoundError,
     SequenceHandler,
-    ServerRefusedError,
     SessionLevelErrorPolicy,
+    WriterState,
 )
 from mosaico_bridge.conversion import make_converter
 from mosaico_bridge.server import MosaicoServer
+from conftest import free_port
 
 TS = get_typestore(Stores.ROS2_KILTED)
 
@@ -77,13 +79,44 @@ def test_direct_construction_is_refused():
         MosaicoClient(host="h", port=1, timeout=1, control=None, pool=None, processing=None, security=None, info=None)
 
 
-def test_sequence_writer_only_inside_with(client):
+def test_sequence_writer_needs_open(client):
     writer = client.sequence_create("outside", {})
-    with pytest.raises(RuntimeError, match="with"):
+    assert writer.state is WriterState.NEW
+    with pytest.raises(RuntimeError, match="open"):
         writer.topic_create("/a", {}, make_converter("std_msgs/msg/String", TS))
-    with pytest.raises(RuntimeError, match="with"):
+    with pytest.raises(RuntimeError, match="open"):
         writer.flush()
     assert "outside" not in client.list_sequences()  # nothing was created
+
+
+def test_sequence_writer_lifecycle_without_with(client):
+    """open / finalize / abort by hand, states as an enum; a second open is refused."""
+    conv = make_converter("std_msgs/msg/String", TS)
+    writer = client.sequence_create("by_hand", {}).open()
+    assert writer.state is WriterState.OPEN
+    with pytest.raises(RuntimeError, match="once"):
+        writer.open()
+    w = writer.topic_create("/a", {}, conv)
+    for i in range(5):
+        assert w.push(i, string_cdr(f"m{i}"))
+    writer.finalize()
+    assert writer.state is WriterState.FINALIZED
+    assert w.snapshot()["written"] == 5 and w.snapshot()["inflight"] == 0
+    assert writer.abort(RuntimeError("late")) is WriterState.FINALIZED  # not open: left as it is
+    with pytest.raises(RuntimeError, match="finalized"):
+        writer.topic_create("/b", {}, conv)
+    # abort with an explicit policy, whatever on_error says
+    upd = client.sequence_update("by_hand", on_error="report").open()
+    upd.topic_create("/c", {}, conv).push(9, string_cdr("c"))
+    assert upd.abort("operator cancelled", SessionLevelErrorPolicy.Delete) is WriterState.DELETED
+    client.clear_sequence_handlers_cache()
+    assert client.sequence_handler("by_hand").topics == ["/a"]
+
+
+def test_sequence_create_of_an_existing_sequence_is_already_exists(client):
+    client.sequence_create("twice", {}).open().finalize()
+    with pytest.raises(AlreadyExistsError):
+        client.sequence_create("twice", {}).open()
 
 
 @pytest.mark.parametrize("name", ["", "bad name", "_x", "a/b", "é"])
@@ -205,3 +238,123 @@ def test_push_batch_checks_the_schema(client):
         with pytest.raises(InvalidArgumentError, match="schema"):
             w.push_batch(pa.record_batch({"timestamp_ns": pa.array(np.array([1]), pa.int64())}))
     assert client.topic_handler("arrow_in", "/s").read().column("data").to_pylist() == ["p", "q"]
+
+
+# ---------------------------------------------------------------- write path: order, budget, acknowledgements
+def test_one_submitter_per_topic_keeps_the_order_of_batches(client):
+    """push on one thread, flush on another, the scheduler cutting by rows and age on a
+    third: the server holds the rows in push order."""
+    n = 6000
+    with client.sequence_create("ordered", {}, max_batch_size_records=7, max_batch_age_s=0.001) as seq:
+        w = seq.topic_create("/t", {}, make_converter("std_msgs/msg/String", TS))
+        payloads = [string_cdr(str(i)) for i in range(n)]
+        done = threading.Event()
+
+        def flusher():
+            while not done.is_set():
+                w.flush(wait=False)
+
+        t = threading.Thread(target=flusher)
+        t.start()
+        try:
+            for i, p in enumerate(payloads):
+                w.push(i, p, block=True)
+        finally:
+            done.set()
+            t.join()
+    table = client.topic_handler("ordered", "/t").read()
+    assert table.column("timestamp_ns").to_pylist() == list(range(n))
+    assert table.column("data").to_pylist() == [str(i) for i in range(n)]
+    snap = w.snapshot()
+    assert snap["written"] == n and snap["batches"] > n // 7 - 1 and snap["inflight"] == 0
+
+
+def test_memory_budget_drops_without_block_and_waits_with_it(server):
+    big = string_cdr("x" * 300_000)
+    with MosaicoClient.connect("127.0.0.1", server.port, max_inflight_bytes=1024 * 1024) as c:
+        with c.sequence_create("budget", {}) as seq:
+            w = seq.topic_create("/drop", {}, make_converter("std_msgs/msg/String", TS))
+            accepted = sum(w.push(i, big) for i in range(200))
+            blocking = seq.topic_create("/wait", {}, make_converter("std_msgs/msg/String", TS))
+            for i in range(50):
+                assert blocking.push(i, big, block=True)
+        dropped = w.snapshot()
+        assert 0 < accepted < 200 and dropped["dropped"] == 200 - accepted
+        assert dropped["received"] == dropped["written"] + dropped["dropped"] == 200
+        waited = blocking.snapshot()
+        assert waited["written"] == 50 and waited["dropped"] == 0
+        assert c.budget.used == 0 and c.budget.peak <= c.budget.limit
+        assert c.topic_handler("budget", "/drop").row_count == accepted
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_compressed_doput_bodies_read_back(client, compression):
+    with client.sequence_create("packed_" + compression, {}, compression=compression) as seq:
+        w = seq.topic_create("/s", {}, make_converter("std_msgs/msg/String", TS))
+        for i in range(500):
+            w.push(i, string_cdr("abc" * 50 + str(i)))
+    th = client.topic_handler("packed_" + compression, "/s")
+    assert th.read().column("data").to_pylist() == ["abc" * 50 + str(i) for i in range(500)]
+    with pytest.raises(ValueError, match="compression"):
+        client.sequence_create("bad", {}, compression="gzip")
+
+
+def test_written_counts_per_batch_acknowledgements_before_the_end_of_stream(tmp_path):
+    """A server that sends a PutAck after each stored batch (a MosaicoServer whose DoPut
+    acknowledges, test/ros_procs/ack_server.py): rows become ``written`` while the stream
+    is still open; the plain embedded server acknowledges at the end of the stream only."""
+    from conftest import wait_until
+    from ros_procs.ack_server import AckingServer
+
+    conv = make_converter("std_msgs/msg/String", TS)
+    acking = AckingServer(tmp_path / "acks", host="127.0.0.1", port=0)
+    threading.Thread(target=acking.serve, daemon=True).start()
+    plain = MosaicoServer.start_background(tmp_path / "plain", host="127.0.0.1", port=0)
+    try:
+        for srv, per_batch in ((acking, True), (plain, False)):
+            with MosaicoClient.connect("127.0.0.1", srv.port) as c:
+                seq = c.sequence_create("acked", {}, max_batch_age_s=0.01).open()
+                w = seq.topic_create("/a", {}, conv)
+                for i in range(300):
+                    w.push(i, string_cdr(str(i)))
+                w.flush()
+                if per_batch:
+                    wait_until(lambda: w.snapshot()["written"] == 300, 10, "acknowledgements")
+                    assert w.snapshot()["latency_ns_p99"] > 0
+                else:
+                    assert w.snapshot()["written"] == 0 and w.snapshot()["inflight"] == 300
+                seq.finalize()
+                snap = w.snapshot()
+                assert snap["written"] == 300 and snap["inflight"] == 0 and c.budget.used == 0
+                assert c.topic_handler("acked", "/a").row_count == 300
+    finally:
+        acking.stop(timeout=30)
+        plain.stop(timeout=30)
+
+
+def test_connect_or_embed(tmp_path, server):
+    from mosaico_bridge.embedded import EmbeddedServerError, ServerConfig, connect_or_embed
+
+    conv = make_converter("std_msgs/msg/String", TS)
+    # no host: the embedded server on root, closed with the client
+    with connect_or_embed(ServerConfig(root=str(tmp_path / "emb"))) as conn:
+        assert conn.server is not None and conn.root == tmp_path / "emb"
+        with conn.client.sequence_create("embedded_seq", {}) as seq:
+            seq.topic_create("/a", {}, conv).push(1, string_cdr("a"))
+        port = conn.port
+    with pytest.raises(ConnectionError):
+        MosaicoClient.connect("127.0.0.1", port, timeout=0.5)
+    with MosaicoServer.start_background(tmp_path / "emb", host="127.0.0.1", port=0) as again:
+        with MosaicoClient.connect("127.0.0.1", again.port) as c:
+            assert c.list_sequences() == ["embedded_seq"]
+    # a host: that server; closing leaves it running
+    with connect_or_embed(ServerConfig(host="127.0.0.1", port=server.port, max_inflight_bytes=2 << 20)) as conn:
+        assert conn.server is None and conn.root is None and conn.client.budget.limit == 2 << 20
+    with MosaicoClient.connect("127.0.0.1", server.port) as c:
+        assert c.version()
+    # a root that cannot be a directory
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(EmbeddedServerError, match="file"):
+        connect_or_embed(ServerConfig(root=str(tmp_path / "file")))
+    with pytest.raises(ConnectionError):
+        connect_or_embed(ServerConfig(host="127.0.0.1", port=free_port(), timeout=0.3))

@@ -16,11 +16,19 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .. import __version__
-from ..client import AuthenticationError, MosaicoClient, MosaicoError, SessionLevelErrorPolicy
+from ..client import (
+    COMPRESSIONS,
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    AuthenticationError,
+    MosaicoClient,
+    MosaicoError,
+    SessionLevelErrorPolicy,
+)
 from ..protocol import auth, names
 from ..protocol.errors import InvalidArgumentError
 from ..client.security import SecurityConfig
 from ..conversion import ConversionError
+from ..embedded import EmbeddedServerError, ServerConfig, connect_or_embed
 from ..importer import BagImportError, ImportSummary, import_bags
 from ..server.store import STORE_FORMAT
 from ..sources import TIMESTAMP_SOURCES, BagSourceError, TopicFilter, check_distinct, default_timestamp
@@ -95,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--data-connections", type=int, default=4, metavar="N",
                    help="Flight data connections, topics striped round-robin (default 4)")
     w.add_argument("--workers", type=int, metavar="N", help="conversion threads (default: CPU count, 2..8)")
+    w.add_argument("--max-inflight-bytes", type=int, default=DEFAULT_MAX_INFLIGHT_BYTES, metavar="B",
+                   help="bytes of messages read but not yet acknowledged by the server; reading waits past it, "
+                        f"so memory does not grow with the bag (default {DEFAULT_MAX_INFLIGHT_BYTES // 2**20} MiB)")
+    w.add_argument("--compression", choices=list(COMPRESSIONS), default="none",
+                   help="compression of the Arrow IPC bodies on the wire (default none)")
     w.add_argument("--dry-run", action="store_true",
                    help="read the bags and print, per topic, the ROS type, the Arrow layout, the message count, "
                         "the time range and the estimated Arrow bytes, plus every problem the import would refuse; "
@@ -136,7 +149,8 @@ def run(args: argparse.Namespace, console) -> int:
     except (ValueError, InvalidArgumentError) as exc:
         raise CliError(str(exc), 2) from None
     for name, value in (("--data-connections", args.data_connections), ("--workers", args.workers),
-                        ("--max-batch-bytes", args.max_batch_bytes), ("--max-batch-records", args.max_batch_records)):
+                        ("--max-batch-bytes", args.max_batch_bytes), ("--max-batch-records", args.max_batch_records),
+                        ("--max-inflight-bytes", args.max_inflight_bytes)):
         if value is not None and value < 1:
             raise CliError(f"{name} must be >= 1, got {value}", 2)
 
@@ -199,46 +213,34 @@ def run(args: argparse.Namespace, console) -> int:
 
 
 def _connect(args: argparse.Namespace) -> tuple[MosaicoClient, Optional[Any], str, int]:
-    """The client of the import and, without ``--host``, the embedded server on ``--root``.
+    """The client of the import and, without ``--host``, the embedded server on ``--root``
+    (both through :func:`mosaico_bridge.embedded.connect_or_embed`).
 
     Returns ``(client, server or None, host, port)``; the caller stops the server after
-    closing the client. The embedded server is constructed but never ``serve()``d: its
-    gRPC server answers from construction on, and pyarrow's ``serve()`` shuts the server
-    down on SIGINT / SIGTERM, which would leave the on-error policy nobody to talk to.
+    closing the client.
 
     Raises:
         CliError: bad ``--root`` / ``--tls-cert`` (2), unreachable or refusing server (1).
     """
-    server = None
-    if args.host:
-        host, port = args.host, args.port
-    else:
-        from ..server import MosaicoServer
-
-        root = Path(args.root)
-        check_store_root(root)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            server = MosaicoServer(root, host="127.0.0.1", port=0)
-        except (OSError, MosaicoError, ValueError) as exc:
-            raise CliError(f"--root {root}: cannot serve this directory: {exc}", 2) from None
-        host, port = "127.0.0.1", server.port
+    if not args.host:
+        check_store_root(Path(args.root))
+    config = ServerConfig(
+        host=args.host or "", port=args.port, root=args.root, timeout=args.timeout, tls_cert_path=args.tls_cert,
+        api_key=args.api_key, data_connections=args.data_connections, workers=args.workers,
+        max_inflight_bytes=args.max_inflight_bytes, compression=args.compression,
+    )
+    host, port = (args.host, args.port) if args.host else ("127.0.0.1", 0)
     try:
-        client = MosaicoClient.connect(
-            host, port, timeout=args.timeout, tls_cert_path=args.tls_cert, api_key=args.api_key,
-            data_connections=args.data_connections, workers=args.workers,
-        )
-    except BaseException as exc:
-        if server is not None:
-            server.stop()
-        if isinstance(exc, (FileNotFoundError, ValueError)):
-            raise CliError(f"--tls-cert: {exc}", 2) from None
-        if isinstance(exc, ConnectionError):
-            raise CliError(str(exc), 1) from None
-        if isinstance(exc, AuthenticationError):
-            raise CliError(_refusal(host, port, exc), 1) from None
-        raise
-    return client, server, host, port
+        connection = connect_or_embed(config)
+    except EmbeddedServerError as exc:
+        raise CliError(f"--root {exc}", 2) from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(f"--tls-cert: {exc}", 2) from None
+    except ConnectionError as exc:
+        raise CliError(str(exc), 1) from None
+    except AuthenticationError as exc:
+        raise CliError(_refusal(host, port, exc), 1) from None
+    return connection.client, connection.server, connection.host, connection.port
 
 
 def _dry_run(args: argparse.Namespace, bags: list[Path], topic_filter: TopicFilter, console) -> int:

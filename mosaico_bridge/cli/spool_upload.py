@@ -33,6 +33,7 @@ from ..protocol import auth, names
 from ..protocol.descriptors import TIMESTAMP_FIELD
 from ..protocol.errors import InvalidArgumentError
 from ..protocol.messages import SERIALIZATION_FORMATS
+from ..embedded import ServerConfig, connect_or_embed
 from .common import CliError, Interrupted, StopSignals, env_default, fail, setup_logging
 
 PROG = "spool_upload"
@@ -254,11 +255,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         with StopSignals() as stop:
             try:
-                client = MosaicoClient.connect(args.host, args.port, timeout=args.timeout,
-                                               tls_cert_path=args.tls_cert, api_key=args.api_key)
+                connection = connect_or_embed(ServerConfig(host=args.host, port=args.port, timeout=args.timeout,
+                                                           tls_cert_path=args.tls_cert, api_key=args.api_key))
             except (FileNotFoundError, ValueError) as exc:
                 raise CliError(f"--tls-cert: {exc}", 2) from None
-            with client:
+            with connection:
+                client = connection.client
                 for session_dir, topics, done in plan:
                     for t in topics:
                         label = f"{t.sequence}{t.topic}"

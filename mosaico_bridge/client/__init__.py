@@ -12,14 +12,27 @@ from ..protocol.errors import (
     UnauthenticatedError,
 )
 from ..protocol.messages import Notification
+from .budget import DEFAULT_MAX_INFLIGHT_BYTES, InflightBudget
 from .client import MosaicoClient, ServerInfo
 from .errors import ClientError, ServerRefusedError
 from .handlers import SequenceHandler, Session, TopicHandler
 from .security import APIKeyStatus
-from .sequence_writer import SequenceWriter, SessionLevelErrorPolicy
+from .sequence_writer import (
+    DEFAULT_MAX_BATCH_AGE_S,
+    SequenceWriter,
+    SessionLevelErrorPolicy,
+    WriterState,
+)
 from .topic_writer import TopicStats, TopicWriter
+from .transport import COMPRESSIONS, Transport
 
 __all__ = [
+    "COMPRESSIONS",
+    "DEFAULT_MAX_BATCH_AGE_S",
+    "DEFAULT_MAX_INFLIGHT_BYTES",
+    "InflightBudget",
+    "Transport",
+    "WriterState",
     "APIKeyPermissionEnum",
     "APIKeyStatus",
     "AlreadyExistsError",

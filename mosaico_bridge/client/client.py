@@ -24,12 +24,18 @@ from ..protocol import messages as msg
 from ..protocol.descriptors import read_descriptor
 from ..protocol.errors import MosaicoError, NotFoundError
 from ..protocol.messages import Notification
+from .budget import DEFAULT_MAX_INFLIGHT_BYTES, InflightBudget
 from .control import ControlConnection
 from .data import DEFAULT_DATA_CONNECTIONS, ConnectionPool
 from .handlers import SequenceHandler, TopicHandler
 from .processing import ExecutorPool
 from .security import APIKeyPermissionEnum, APIKeyStatus, SecurityConfig
-from .sequence_writer import SequenceWriter, SessionLevelErrorPolicy
+from .sequence_writer import (
+    DEFAULT_MAX_BATCH_AGE_S,
+    SequenceWriter,
+    SessionLevelErrorPolicy,
+)
+from .transport import Transport, check_compression
 
 log = logging.getLogger("mosaico_bridge.client")
 
@@ -37,7 +43,7 @@ _SENTINEL = object()
 
 #: Default size of a record batch, in bytes, when the caller gives none: large enough for
 #: Flight to run at full speed (1-8 MiB batches already reach ~1.5 GB/s on loopback),
-#: small enough to bound memory (``MAX_INFLIGHT_BATCHES`` per topic) and latency.
+#: small enough to bound latency (one batch of 1080p rgb8 frames is three frames).
 #: Never above the server's limit.
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 
@@ -69,6 +75,8 @@ class MosaicoClient:
         processing: ExecutorPool,
         security: SecurityConfig,
         info: ServerInfo,
+        budget: Optional[InflightBudget] = None,
+        compression: str = "none",
         sentinel: object = None,
     ) -> None:
         if sentinel is not _SENTINEL:
@@ -81,6 +89,7 @@ class MosaicoClient:
         self._processing = processing
         self._security = security
         self._info = info
+        self._transport = Transport(control, pool, processing, budget or InflightBudget(), compression)
         self._sequence_handlers: dict[str, SequenceHandler] = {}
         self._topic_handlers: dict[str, TopicHandler] = {}
         self._lock = threading.Lock()
@@ -98,6 +107,8 @@ class MosaicoClient:
         *,
         data_connections: int = DEFAULT_DATA_CONNECTIONS,
         workers: Optional[int] = None,
+        max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
+        compression: str = "none",
     ) -> "MosaicoClient":
         """Connect to the server at ``host:port`` and set up all four layers.
 
@@ -110,6 +121,11 @@ class MosaicoClient:
                 ever logged or shown (``repr``, :attr:`api_key_fingerprint`).
             data_connections: size of the data layer's connection pool (default 4).
             workers: size of the processing layer's executor pool (default: CPU count, 2..8).
+            max_inflight_bytes: memory budget shared by every topic writer of this client,
+                from push to the server's acknowledgement, in bytes (default 256 MiB;
+                :mod:`.budget`).
+            compression: default compression of DoPut IPC bodies, ``none`` (default),
+                ``lz4`` or ``zstd``; a writer may choose another.
 
         Raises:
             ConnectionError: the server is unreachable or does not answer in time, or the
@@ -118,9 +134,12 @@ class MosaicoClient:
             AuthenticationError: at once, if the server refuses the API key (missing,
                 malformed, unknown, revoked, expired, or below Read).
             ValueError: ``tls_cert_path`` is empty, cannot be read or holds no valid
-                certificate; or ``api_key`` holds characters a header cannot carry.
+                certificate; ``api_key`` holds characters a header cannot carry; or
+                ``max_inflight_bytes`` < 1, or an unknown ``compression``.
             FileNotFoundError: ``tls_cert_path`` does not exist.
         """
+        compression = check_compression(compression)
+        budget = InflightBudget(max_inflight_bytes)
         security = SecurityConfig.create(tls_cert_path, api_key)
         control = ControlConnection(host, port, security, timeout)
         try:
@@ -133,6 +152,9 @@ class MosaicoClient:
             )
             pool = ConnectionPool(host, port, security, data_connections)
             processing = ExecutorPool(workers)
+            processing.warm()
+            for conn in pool.connections:
+                conn.warm()
         except BaseException:
             control.close()
             raise
@@ -153,6 +175,8 @@ class MosaicoClient:
             processing=processing,
             security=security,
             info=info,
+            budget=budget,
+            compression=compression,
             sentinel=_SENTINEL,
         )
 
@@ -209,6 +233,11 @@ class MosaicoClient:
         return int(msg.BATCH_SIZE_SHARE * self._info.grpc_max_decode_message_size)
 
     @property
+    def budget(self) -> InflightBudget:
+        """The memory budget shared by this client's topic writers (bytes)."""
+        return self._transport.budget
+
+    @property
     def api_key_fingerprint(self) -> Optional[str]:
         """The 8-hex fingerprint of the API key in use, or None (no key, or not ``msco_`` shaped)."""
         return self._security.api_key_fingerprint
@@ -222,7 +251,9 @@ class MosaicoClient:
         max_batch_size_bytes: Optional[int],
         max_batch_size_records: Optional[int],
         create: bool,
-        spool_dir: Optional[str] = None,
+        spool_dir: Optional[str],
+        max_batch_age_s: float,
+        compression: Optional[str],
     ) -> SequenceWriter:
         limit = min(self.max_batch_size_bytes, DEFAULT_BATCH_BYTES)
         if max_batch_size_bytes is not None:
@@ -232,8 +263,8 @@ class MosaicoClient:
         if max_batch_size_records is not None and max_batch_size_records < 1:
             raise ValueError(f"max_batch_size_records must be >= 1, got {max_batch_size_records}")
         return SequenceWriter(
-            self, sequence_name, metadata, SessionLevelErrorPolicy(on_error), limit, max_batch_size_records, create,
-            spool_dir,
+            self._transport, sequence_name, metadata, SessionLevelErrorPolicy(on_error), limit,
+            max_batch_size_records, create, spool_dir, max_batch_age_s=max_batch_age_s, compression=compression,
         )
 
     def sequence_create(
@@ -245,20 +276,27 @@ class MosaicoClient:
         max_batch_size_records: Optional[int] = None,
         *,
         spool_dir: Optional[str] = None,
+        max_batch_age_s: float = DEFAULT_MAX_BATCH_AGE_S,
+        compression: Optional[str] = None,
     ) -> SequenceWriter:
-        """A writer that creates the sequence ``sequence_name`` when its ``with`` block starts.
+        """A writer that creates the sequence ``sequence_name`` when it is opened
+        (:meth:`SequenceWriter.open`, or entering its ``with`` block).
 
         ``max_batch_size_bytes`` defaults to :data:`DEFAULT_BATCH_BYTES` (16 MiB) and is
-        capped at 90 % of the server's decode limit. With ``spool_dir``, record batches
-        the server can no longer take (stream failed) go to a local Arrow IPC spool there
-        instead of being lost (:mod:`.spool`).
+        capped at 90 % of the server's decode limit. A topic's batch is sent when it reaches
+        that size, ``max_batch_size_records`` rows, or when its oldest message is
+        ``max_batch_age_s`` seconds old (default 0.1). ``compression`` (``none``, ``lz4``,
+        ``zstd``; default: the client's) compresses the DoPut IPC bodies. With
+        ``spool_dir``, record batches the server can no longer take (stream failed) go to a
+        local Arrow IPC spool there instead of being lost (:mod:`.spool`).
 
         Raises:
-            ValueError: invalid sequence name, metadata or limits (before any call).
-            RuntimeError: the writer's methods, outside its ``with`` block.
+            InvalidArgumentError: invalid sequence name or metadata (before any call).
+            ValueError: invalid limits, age or compression.
         """
         return self._writer(
-            sequence_name, metadata, on_error, max_batch_size_bytes, max_batch_size_records, True, spool_dir
+            sequence_name, metadata, on_error, max_batch_size_bytes, max_batch_size_records, True, spool_dir,
+            max_batch_age_s, compression,
         )
 
     def sequence_update(
@@ -269,10 +307,14 @@ class MosaicoClient:
         max_batch_size_records: Optional[int] = None,
         *,
         spool_dir: Optional[str] = None,
+        max_batch_age_s: float = DEFAULT_MAX_BATCH_AGE_S,
+        compression: Optional[str] = None,
     ) -> SequenceWriter:
-        """A writer for a new session on the existing sequence ``sequence_name``."""
+        """A writer for a new session on the existing sequence ``sequence_name``; options
+        as :meth:`sequence_create`."""
         return self._writer(
-            sequence_name, {}, on_error, max_batch_size_bytes, max_batch_size_records, False, spool_dir
+            sequence_name, {}, on_error, max_batch_size_bytes, max_batch_size_records, False, spool_dir,
+            max_batch_age_s, compression,
         )
 
     # ------------------------------------------------------------------ reading

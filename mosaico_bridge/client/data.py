@@ -14,7 +14,7 @@ import itertools
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -42,16 +42,22 @@ class DataConnection:
         """Run ``fn(*args)`` on this connection's writer thread, after everything submitted before."""
         return self._thread.submit(fn, *args)
 
+    def warm(self) -> None:
+        """Start the writer thread now rather than on the first batch."""
+        self._thread.submit(lambda: None).result()
+
     def open_put(
-        self, topic_locator: str, topic_uuid: str, schema: pa.Schema
+        self, topic_locator: str, topic_uuid: str, schema: pa.Schema,
+        options: Optional[flight.FlightCallOptions] = None,
     ) -> tuple[flight.FlightStreamWriter, flight.FlightMetadataReader]:
-        """Open the DoPut stream of one topic (``docs/protocol.md`` § DoPut).
+        """Open the DoPut stream of one topic (``docs/protocol.md`` § DoPut); ``options``
+        may carry IPC write options (body compression).
 
         Raises:
             ServerRefusedError, ConnectionError: if the server refuses or is unreachable.
         """
         try:
-            return self.client.do_put(doput_descriptor(topic_locator, topic_uuid), schema)
+            return self.client.do_put(doput_descriptor(topic_locator, topic_uuid), schema, options=options)
         except (flight.FlightError, pa.ArrowException, OSError) as exc:
             raise translate("DoPut", exc) from None
 

@@ -8,6 +8,7 @@ of arrays, Arrow building) and of upload release the GIL.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, TypeVar
 
@@ -35,6 +36,17 @@ class ExecutorPool:
 
     def submit(self, fn: Callable[..., T], *args: object) -> "Future[T]":
         return self._pool.submit(fn, *args)
+
+    def warm(self) -> None:
+        """Start every worker thread now rather than on the first batches."""
+        barrier = threading.Barrier(self.workers + 1)
+        futures = [self._pool.submit(barrier.wait, 5.0) for _ in range(self.workers)]
+        try:
+            barrier.wait(5.0)
+        except threading.BrokenBarrierError:
+            pass
+        for fut in futures:
+            fut.exception()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -1,9 +1,11 @@
 """Live subscriptions as a source of serialized messages (rclpy, ``raw=True``).
 
 The subscription callback does the least work possible: it stamps the serialized
-message with its receive time and puts it on a queue. A pump thread hands the queue to
-the client's topic writers; conversion to Arrow then runs on the processing layer,
-never on the ROS executor thread.
+message with its receive time (wall clock for the row's ``timestamp_ns``, monotonic for
+latency) and hands it to the topic's sink, a :meth:`TopicWriter.push` that only appends
+to the topic's buffer and never waits (a message over the memory budget is dropped and
+counted there). Conversion to Arrow and upload run on the client's threads, never on the
+ROS executor thread.
 
 QoS: like rosbag2, a subscription takes the reliability and durability its publishers
 offer (reliable only if every publisher is reliable, transient-local only if every
@@ -16,11 +18,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import queue
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -28,6 +27,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from ..protocol.errors import MosaicoError
 from .topic_filter import TopicFilter
 
 log = logging.getLogger("mosaico_bridge.sources")
@@ -37,8 +37,6 @@ log = logging.getLogger("mosaico_bridge.sources")
 #: A ``depth`` override switches to KEEP_LAST with that depth.
 DEFAULT_HISTORY = HistoryPolicy.KEEP_ALL
 DEFAULT_DEPTH = 1000
-#: Default budget of serialized messages held between the callbacks and the topic writers (bytes).
-MAX_QUEUE_BYTES = 512 * 1024 * 1024
 
 
 def ros_typestore():
@@ -136,14 +134,8 @@ def adapted_qos(node: Node, topic: str, override=None) -> QoSProfile:
     return qos
 
 
-@dataclass
-class LiveCounters:
-    """Per-topic counters of the source: messages received by the callback and
-    dropped because the queue was full."""
-
-    received: int = 0
-    dropped: int = 0
-    bytes: int = 0
+#: sink(timestamp_ns, serialized message, receive time from time.monotonic_ns()) -> accepted
+Sink = Callable[[int, bytes, int], object]
 
 
 class LiveSource:
@@ -154,71 +146,44 @@ class LiveSource:
         topic_filter: which topics to record.
         on_topic: called (on the discovering thread) with ``(topic, msgtype)`` for each new
             topic; returns a sink ``sink(timestamp_ns, serialized, receive_mono_ns)`` or None
-            to skip the topic.
+            to skip the topic. A sink must not wait; it may raise RuntimeError or
+            MosaicoError, which the source keeps in :attr:`error`.
         qos_overrides: ``{topic: QosOverride}``.
         info: where to report subscriptions and skipped topics (default: this module's logger).
-        max_queue_bytes: budget of queued serialized messages; past it new ones are dropped and counted.
     """
 
     def __init__(
         self,
         node: Node,
         topic_filter: TopicFilter,
-        on_topic: Callable[[str, str], Optional[Callable[[int, bytes, int], None]]],
+        on_topic: Callable[[str, str], Optional[Sink]],
         qos_overrides: Optional[dict] = None,
         info: Optional[Callable[[str], None]] = None,
-        max_queue_bytes: int = MAX_QUEUE_BYTES,
     ) -> None:
         self.node = node
         self._info = info or log.info
-        self.max_queue_bytes = max_queue_bytes
         self.topic_filter = topic_filter
         self.on_topic = on_topic
         self.qos_overrides = qos_overrides or {}
-        self.counters: dict[str, LiveCounters] = {}
         self.skipped: dict[str, str] = {}
         self._subs: dict[str, object] = {}
-        self._sinks: dict[str, Callable[[int, bytes, int], None]] = {}
-        self._queue: "queue.SimpleQueue[Optional[tuple[str, int, bytes, int]]]" = queue.SimpleQueue()
-        self._queued_bytes = 0
-        self._qlock = threading.Lock()
-        self._pump: Optional[threading.Thread] = None
-        self._pump_error: Optional[BaseException] = None
+        self._error: Optional[BaseException] = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self._pump_error = None
-        self._pump = threading.Thread(target=self._run_pump, name="mosaico-pump", daemon=True)
-        self._pump.start()
+        self._error = None
         self.discover()
 
     def unsubscribe(self) -> None:
         """Destroy every subscription (no more callbacks after this returns)."""
-        for topic, sub in list(self._subs.items()):
+        for _topic, sub in list(self._subs.items()):
             self.node.destroy_subscription(sub)
         self._subs.clear()
 
-    def drain(self, timeout: float = 600.0) -> None:
-        """Wait until every queued message reached its sink; stop the pump thread.
-
-        Raises:
-            TimeoutError: if the pump did not finish in ``timeout`` seconds.
-            the pump's error, if a sink raised.
-        """
-        if self._pump is None:
-            return
-        self._queue.put(None)
-        self._pump.join(timeout)
-        if self._pump.is_alive():
-            raise TimeoutError(f"live source: queue not drained within {timeout:g} s")
-        self._pump = None
-        self._sinks.clear()
-        if self._pump_error is not None:
-            raise self._pump_error
-
     @property
-    def pump_error(self) -> Optional[BaseException]:
-        return self._pump_error
+    def error(self) -> Optional[BaseException]:
+        """The first error a sink raised in a callback, if any."""
+        return self._error
 
     @property
     def topics(self) -> list[str]:
@@ -246,46 +211,24 @@ class LiveSource:
             if sink is None:
                 self.skipped[topic] = "refused by the writer"
                 continue
-            self._sinks[topic] = sink
-            self.counters.setdefault(topic, LiveCounters())
             qos = adapted_qos(self.node, topic, self.qos_overrides.get(topic))
             self._subs[topic] = self.node.create_subscription(
-                cls, topic, self._callback_for(topic), qos, raw=True
+                cls, topic, self._callback_for(sink), qos, raw=True
             )
             self._info(f"recording {topic} [{msgtype}] ({qos.reliability.name}, {qos.durability.name}, {qos.history.name})")
             new.append(topic)
         return new
 
     # ------------------------------------------------------------ data path
-    def _callback_for(self, topic: str) -> Callable[[bytes], None]:
-        counters = self.counters[topic]
-        q = self._queue
+    def _callback_for(self, sink: Sink) -> Callable[[bytes], None]:
+        wall, mono = time.time_ns, time.monotonic_ns
 
         def callback(serialized: bytes) -> None:
-            size = len(serialized)
-            with self._qlock:
-                counters.received += 1
-                if self._queued_bytes + size > self.max_queue_bytes:
-                    counters.dropped += 1
-                    return
-                self._queued_bytes += size
-                counters.bytes += size
-            q.put((topic, time.time_ns(), serialized, time.monotonic_ns()))
+            try:
+                sink(wall(), serialized, mono())
+            except (RuntimeError, MosaicoError) as exc:  # reported to the node at its next check
+                if self._error is None:
+                    self._error = exc
+                    log.error("%s", exc)
 
         return callback
-
-    def _run_pump(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            topic, t_ns, data, mono = item
-            with self._qlock:
-                self._queued_bytes -= len(data)
-            if self._pump_error is not None:
-                continue  # keep draining so the producer never blocks; data is counted as received
-            try:
-                self._sinks[topic](t_ns, data, mono)
-            except BaseException as exc:  # reported to the node at its next check
-                self._pump_error = exc
-                log.error("topic %s: %s", topic, exc)

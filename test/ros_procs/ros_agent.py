@@ -16,6 +16,8 @@ Commands:
   {"cmd": "images", "topic": t, "hz": 30, "seconds": 10, "width": 1920, "height": 1080}
       -> {"published": n, "failed": k, "sha1": [hex per frame published]}
   {"cmd": "advertise", "topic": t, "type": "pkg/msg/Name"} -> {"advertised": t}
+  {"cmd": "publish", "topic": t, "data": "text"} -> {"published": t, "time_ns": wall clock}
+      (one std_msgs/String on a topic advertised with that type)
   {"cmd": "latch", "topic": t, "data": "text"} -> {"latched": t}
       (a transient-local std_msgs/String publisher that publishes once and stays alive)
   {"cmd": "quit"}
@@ -229,8 +231,15 @@ def main() -> int:
                 out = agent.replay(req["bag"], req.get("topics"), req.get("rate", 2000), req.get("reliable", True))
             elif cmd == "advertise":
                 cls = message_class(req["type"])
-                agent.keep = getattr(agent, "keep", []) + [agent.create_publisher(cls, req["topic"], 10)]
+                pub = agent.create_publisher(cls, req["topic"], 10)
+                agent.keep = getattr(agent, "keep", []) + [pub]
+                agent.pubs = {**getattr(agent, "pubs", {}), req["topic"]: pub}
                 out = {"advertised": req["topic"]}
+            elif cmd == "publish":
+                from std_msgs.msg import String
+
+                agent.pubs[req["topic"]].publish(String(data=req["data"]))
+                out = {"published": req["topic"], "time_ns": time.time_ns()}
             elif cmd == "latch":
                 from std_msgs.msg import String
 
