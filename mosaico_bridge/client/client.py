@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from ..protocol import auth, names
 from ..protocol import messages as msg
@@ -36,6 +36,9 @@ from .sequence_writer import (
     SessionLevelErrorPolicy,
 )
 from .transport import Transport, check_compression
+
+if TYPE_CHECKING:
+    from .query import QueryResult
 
 log = logging.getLogger("mosaico_bridge.client")
 
@@ -318,6 +321,33 @@ class MosaicoClient:
         )
 
     # ------------------------------------------------------------------ reading
+    def query(self, *queries: Any, query: Any = None) -> Optional["QueryResult"]:
+        """Search the server's catalog (DoAction ``query``; needs Read).
+
+        ``queries`` are builders (:class:`~mosaico_bridge.client.query.QuerySequence`,
+        ``QueryTopic``, ``QueryOntologyCatalog``), joined with AND; or give a ready
+        :class:`~mosaico_bridge.client.query.Query` as ``query``. The JSON sent is the
+        one the SDK 0.7.0 builders produce.
+
+        Returns:
+            a :class:`~mosaico_bridge.client.query.QueryResult` (sequences with their
+            matching topics, whose ``clusterize()`` / the items' ``intersect()`` give the
+            time windows of the matching rows), or None when the server sends no response.
+
+        Raises:
+            ValueError: no builder, or two of the same type.
+            InvalidArgumentError: the server refuses the query (unknown field, operator ...).
+            AuthenticationError, ConnectionError: as every call.
+        """
+        from .query import Query, QueryOntologyCatalog, QueryResult, run_query
+
+        whole = query if query is not None else Query(*queries)
+        response = run_query(self._control.result_bodies, query=whole)
+        if response is None:
+            return None
+        ontology = next((q for q in whole.queries if isinstance(q, QueryOntologyCatalog)), None)
+        return QueryResult(response, self._control.result_bodies, ontology)
+
     def list_sequences(self) -> list[str]:
         """Names of all sequences on the server (ListFlights)."""
         names = []

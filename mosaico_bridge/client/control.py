@@ -68,6 +68,19 @@ class ControlConnection:
             raise translate(name, exc) from None
         return msg.parse_response(name, bodies)
 
+    def result_bodies(self, name: str, payload: dict[str, Any]) -> list[bytes]:
+        """Run the DoAction ``name`` with a JSON ``payload``; return the raw Result bodies
+        (for paged replies, one envelope per Result).
+
+        Raises: as :meth:`request`.
+        """
+        log.debug("DoAction %s (paged)", name)
+        try:
+            results = self._client.do_action(flight.Action(name, msg.encode_body(payload)), self.options)
+            return [r.body.to_pybytes() for r in results]
+        except (flight.FlightError, pa.ArrowException, OSError) as exc:
+            raise translate(name, exc) from None
+
     def wait_ready(self, timeout: float) -> msg.InfoResponse:
         """Poll ``info`` until the server answers or ``timeout`` seconds pass.
 

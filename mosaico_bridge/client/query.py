@@ -16,7 +16,7 @@ module re-exports them and adds what needs the rest of the client:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -217,3 +217,89 @@ def run_intersect(
         entries.append(_topic_payload(t, ontology, dt, None, False))
     payload = {"topics": entries, "intersect_dt_ns": intersect_dt_ns}
     return parse_cluster_envelopes(ACTION_INTERSECT, _envelopes(run(ACTION_INTERSECT, payload)))
+
+
+class TopicResult:
+    """A topic of a query result, bound to the client that ran the query.
+
+    ``locator``, ``ontology_tag`` and ``name`` as in :class:`QueryResponseTopic`;
+    :meth:`clusterize` asks the server for the time windows where the topic's rows
+    match the query's ontology conditions on its tag.
+    """
+
+    def __init__(self, topic: QueryResponseTopic, run: ActionRunner, ontology: QueryOntologyCatalog | None) -> None:
+        self.topic = topic
+        self._run = run
+        self._ontology = ontology
+
+    @property
+    def locator(self) -> str:
+        return self.topic.locator
+
+    @property
+    def ontology_tag(self) -> str:
+        return self.topic.ontology_tag
+
+    @property
+    def name(self) -> str:
+        return self.topic.name
+
+    def clusterize(
+        self, clustering_dt_ns: int | None = None, timestamp_range: TimestampRange | None = None
+    ) -> list[TopicCluster]:
+        """Time windows (ns) of the matching rows; a gap above ``clustering_dt_ns`` starts a new
+        window, None or 0 gives one ``[first, last]`` window; ``timestamp_range`` restricts the
+        rows (start inclusive, end exclusive)."""
+        return run_clusterize(self._run, self.topic, self._ontology, clustering_dt_ns, timestamp_range)
+
+    def __repr__(self) -> str:
+        return f"TopicResult({self.locator!r}, {self.ontology_tag!r})"
+
+
+class SequenceResult:
+    """A sequence of a query result with its matching topics (:class:`TopicResult`)."""
+
+    def __init__(self, item: QueryResponseItem, run: ActionRunner, ontology: QueryOntologyCatalog | None) -> None:
+        self.item = item
+        self.sequence = item.sequence
+        self.topics = [TopicResult(t, run, ontology) for t in item.topics]
+        self._run = run
+        self._ontology = ontology
+
+    def intersect(
+        self,
+        topics: Sequence[TopicResult] | None = None,
+        intersect_dt_ns: int = 0,
+        clustering_map: Mapping[str, int] | None = None,
+        override_clustering_dt_ns: int | None = None,
+    ) -> list[TopicCluster]:
+        """Time windows (ns) where every topic (default: all of this sequence's) matches at once."""
+        chosen = [t.topic for t in (topics if topics is not None else self.topics)]
+        return run_intersect(
+            self._run, chosen, self._ontology, intersect_dt_ns, clustering_map, override_clustering_dt_ns
+        )
+
+
+class QueryResult:
+    """What :meth:`MosaicoClient.query` returns: the server's :class:`QueryResponse`
+    (``response``), iterable as :class:`SequenceResult` items, ``len``,
+    ``to_query_sequence()``, ``to_query_topic()``."""
+
+    def __init__(self, response: QueryResponse, run: ActionRunner, ontology: QueryOntologyCatalog | None) -> None:
+        self.response = response
+        self.items = [SequenceResult(i, run, ontology) for i in response.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[SequenceResult]:
+        return iter(self.items)
+
+    def __getitem__(self, index: int) -> SequenceResult:
+        return self.items[index]
+
+    def to_query_sequence(self) -> QuerySequence:
+        return self.response.to_query_sequence()
+
+    def to_query_topic(self) -> QueryTopic:
+        return self.response.to_query_topic()

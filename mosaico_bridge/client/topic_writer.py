@@ -38,6 +38,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from ..conversion.common import ConversionError
 from ..protocol.descriptors import PutAck
 from ..protocol.errors import InvalidArgumentError, MalformedMessageError, MosaicoError
 from .budget import InflightBudget
@@ -52,8 +53,8 @@ log = logging.getLogger("mosaico_bridge.client")
 RETAIN_WITHOUT_ACK = 2
 #: Seconds between two log lines about dropped messages of one topic.
 DROP_LOG_PERIOD_S = 1.0
-#: What a converter raises for a batch it cannot convert (ConversionError is a ValueError).
-CONVERSION_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError, pa.ArrowException, MosaicoError)
+#: What a converter raises for a batch it cannot convert.
+CONVERSION_ERRORS = (ConversionError, ValueError, TypeError, LookupError, ArithmeticError, pa.ArrowException, MosaicoError)
 #: Seconds to wait for the server to end a DoPut stream after the client ended it.
 END_OF_STREAM_TIMEOUT_S = 120.0
 
@@ -468,7 +469,9 @@ class TopicWriter:
         try:
             batch = get_batch()
         except CONVERSION_ERRORS as exc:
-            index = getattr(exc, "index", None)
+            # position of the failing message in this batch (ConversionError.index is its
+            # position in the whole topic)
+            index = getattr(exc, "position", getattr(exc, "index", None))
             total = len(received)
             kept = 0
             if source is not None and self._converter is not None and isinstance(index, int) and index > 0:
@@ -484,6 +487,12 @@ class TopicWriter:
                 self._send(batch, received[:kept], charge)
             else:
                 self._budget.release(charge)
+            self._set_error(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a worker thread's boundary: the error must reach the producer
+            with self._lock:
+                self.stats.dropped += len(received)
+            self._budget.release(charge)
             self._set_error(exc)
             return
         self._send(batch, received, charge)

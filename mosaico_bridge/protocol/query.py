@@ -40,6 +40,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from .errors import InvalidArgumentError
+
 __all__ = [
     "OPERATORS",
     "ClusterizeRequest",
@@ -91,13 +93,9 @@ _USER_METADATA = "user_metadata"
 _MAX_PATTERN = 256
 
 
-class QueryError(Exception):
-    """A malformed query, clusterize or intersect request (one line naming the field).
-
-    ``kind`` is the error category the server reports (``invalid_argument``).
-    """
-
-    kind = "invalid_argument"
+class QueryError(InvalidArgumentError):
+    """A malformed query, clusterize or intersect request (one line naming the field);
+    the server reports it as ``invalid_argument``."""
 
 
 # --------------------------------------------------------------------------------------

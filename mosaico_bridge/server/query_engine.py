@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ..protocol.errors import ErrorKind
 from ..protocol.query import (
     ClusterizeRequest,
     IntersectRequest,
@@ -84,7 +85,7 @@ DEFAULT_ROW_GROUP_ROWS = 16384
 class QueryNotFound(QueryError):
     """A clusterize / intersect request names a topic the catalog does not hold."""
 
-    kind = "not_found"
+    kind = ErrorKind.NOT_FOUND
 
 
 @dataclass(frozen=True)
