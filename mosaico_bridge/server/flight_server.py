@@ -47,8 +47,10 @@ from mosaico_bridge.protocol import messages as msg
 from mosaico_bridge.protocol import names
 from mosaico_bridge.protocol.errors import (
     ErrorKind,
+    InvalidArgumentError,
     MosaicoError,
     NotFoundError,
+    flight_reason,
 )
 from mosaico_bridge.protocol.messages import Action
 from mosaico_bridge.server.access import (
@@ -557,6 +559,17 @@ class MosaicoServer(flight.FlightServerBase):
     # ------------------------------------------------------------------ write path
 
     def do_put(self, context, descriptor, reader, writer):
+        """Store a DoPut stream as one chunk of a topic (``docs/protocol.md`` § DoPut).
+
+        Each record batch is size-checked, fully validated (schema equal to the topic's),
+        appended to the chunk file and flushed to the OS; then a PutResult carrying
+        :class:`~mosaico_bridge.protocol.descriptors.PutAck` (rows and IPC body bytes of
+        this stream so far) acknowledges it. Only the batch being written is held. With
+        ``require_api_key`` the key is checked again before each batch and at the end, so
+        a key revoked or expired meanwhile ends the stream with UNAUTHENTICATED. A stream
+        that ends early for any reason keeps its rows, leaves the topic unlocked and, when
+        the server cut it, adds a topic notification saying why.
+        """
         with _translated("DoPut"):
             self._authorize(context, CALL_PERMISSIONS["DoPut"], "DoPut")
             cmd = desc.parse_command(descriptor)
@@ -564,6 +577,7 @@ class MosaicoServer(flight.FlightServerBase):
                 raise flight_error(ErrorKind.INVALID_ARGUMENT, "DoPut descriptor must name a topic `sequence/topic`")
             data_writer = self._store.open_writer(cmd.resource_locator, cmd.topic_uuid, reader.schema)
             complete = False
+            reason: Optional[str] = None
             try:
                 while True:
                     try:
@@ -576,19 +590,49 @@ class MosaicoServer(flight.FlightServerBase):
                         break
                     except (flight.FlightError, pa.ArrowException, OSError) as exc:
                         logger.warning("DoPut %s: stream broken (%s); keeping what was received", data_writer.locator, exc)
-                        raise flight_error(ErrorKind.INTERNAL, f"DoPut stream broken: {exc}") from None
+                        raise flight_error(ErrorKind.INVALID_ARGUMENT, "DoPut stream broken: unreadable message") from None
                     batch = chunk.data
                     if batch is None:
                         continue
+                    reason = self._recheck_key(context)
+                    if reason is not None:
+                        raise flight.FlightUnauthenticatedError(reason)
                     size = pa.ipc.get_record_batch_size(batch)
                     if size > self._max_decode:
+                        reason = f"record batch of {size} bytes refused (limit {self._max_decode} bytes)"
                         raise flight_error(
                             ErrorKind.TOO_LARGE,
                             f"record batch of {size} bytes exceeds grpc_max_decode_message_size ({self._max_decode} bytes)",
                         )
-                    data_writer.write(batch)
-            finally:
+                    try:
+                        data_writer.write(batch)
+                    except InvalidArgumentError as exc:
+                        reason = f"record batch refused: {exc.reason}"
+                        raise
+                    del batch, chunk
+                    ack = desc.PutAck(rows=data_writer.rows_written, body_bytes=data_writer.body_bytes_written)
+                    writer.write(pa.py_buffer(ack.to_bytes()))
                 if complete:
+                    reason = self._recheck_key(context)
+                    if reason is not None:
+                        raise flight.FlightUnauthenticatedError(reason)
+            finally:
+                if complete and reason is None:
                     data_writer.finish()
                 else:
-                    data_writer.abort()
+                    data_writer.abort(reason)
+
+    def _recheck_key(self, context: flight.ServerCallContext) -> Optional[str]:
+        """Check the caller's key again during a DoPut stream (require_api_key only).
+
+        Returns:
+            None while the key is valid, else the refusal (``API key f9010b9e revoked``);
+            the key's record is re-read whenever the keys file changes.
+        """
+        if not self._require_api_key:
+            return None
+        try:
+            self._authorize(context, CALL_PERMISSIONS["DoPut"], "DoPut")
+        except (flight.FlightUnauthenticatedError, flight.FlightUnauthorizedError) as exc:
+            return flight_reason(exc)
+        return None
