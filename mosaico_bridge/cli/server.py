@@ -160,13 +160,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import pyarrow as pa
 
     from mosaico_bridge.server.flight_server import MosaicoServer
-    from mosaico_bridge.server.store import MosaicoStore, StoreError
+    from mosaico_bridge.protocol.errors import MosaicoError
+    from mosaico_bridge.server.store import MosaicoStore
 
     root = os.path.abspath(os.path.expanduser(args.root))
     try:
         store = MosaicoStore(root)  # opened first, so a bad root is told apart from a bind error
-    except (OSError, StoreError) as exc:
-        return _fail(f"cannot use --root {root}: {exc}", 2)
+    except OSError as exc:
+        return _fail(f"cannot use --root {root}: {exc.strerror or exc}", 2)
+    except MosaicoError as exc:
+        return _fail(f"cannot use --root {root}: {exc.reason}", 2)
 
     if args.bootstrap_key:
         return _bootstrap_key(root, log)

@@ -3,7 +3,7 @@
 ``MosaicoServer`` speaks the mosaicod 0.7 JSON dialect used by the SDK ``mosaicolabs``
 0.7.0; ``MosaicoStore`` keeps sequences, topics, data and notifications under a root
 directory; ``ApiKeyStore`` keeps the salted hashes of the API keys beside them
-(``<root>/api_keys.json``).
+(``<root>/api_keys.json``). Errors are the classes of :mod:`mosaico_bridge.protocol.errors`.
 """
 
 from mosaico_bridge.server.auth import (
@@ -20,32 +20,18 @@ from mosaico_bridge.server.flight_server import (
     SERVER_VERSION,
     MosaicoServer,
 )
-from mosaico_bridge.server.store import (
-    AlreadyExists,
-    BadKey,
-    InvalidArgument,
-    Locked,
-    MosaicoStore,
-    NotFound,
-    StoreError,
-)
+from mosaico_bridge.server.store import MosaicoStore
 
 __all__ = [
     "ACTION_PERMISSIONS",
     "CALL_PERMISSIONS",
     "SERVER_VERSION",
-    "AlreadyExists",
     "ApiKeyRecord",
     "ApiKeyStore",
     "AuthenticationFailed",
-    "BadKey",
-    "InvalidArgument",
     "KeyStoreError",
-    "Locked",
     "MosaicoServer",
     "MosaicoStore",
-    "NotFound",
     "Permission",
     "PermissionDenied",
-    "StoreError",
 ]

@@ -44,11 +44,12 @@ import secrets
 import stat
 import string
 import threading
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from mosaico_bridge.common import clock
+from mosaico_bridge.common.files import SECRET_MODE, atomic_write_bytes
 from mosaico_bridge.protocol import auth as pauth
 from mosaico_bridge.protocol.auth import Permission
 from mosaico_bridge.protocol.errors import InvalidArgumentError
@@ -175,10 +176,6 @@ class ApiKeyRecord:
         )
 
 
-def _now_ns() -> int:
-    return time.time_ns()
-
-
 def _scrypt(api_key: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(
         api_key.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=DIGEST_BYTES, maxmem=256 * 1024 * 1024
@@ -196,29 +193,6 @@ def key_matches(api_key: str, stored: dict[str, Any]) -> bool:
     """True if ``api_key`` hashes to ``stored`` (constant-time comparison)."""
     digest = _scrypt(api_key, bytes.fromhex(stored["salt"]), stored["n"], stored["r"], stored["p"])
     return hmac.compare_digest(digest, bytes.fromhex(stored["digest"]))
-
-
-def _atomic_write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 (temporary file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)  # in case the file system ignored the creation mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 class ApiKeyStore:
@@ -297,7 +271,7 @@ class ApiKeyStore:
     def _save(self) -> None:
         body = {"format": KEYS_FORMAT, "keys": [r.to_json() for r in self._records.values()]}
         try:
-            _atomic_write_private(self._path, json.dumps(body, indent=1, sort_keys=True).encode("utf-8"))
+            atomic_write_bytes(self._path, json.dumps(body, indent=1, sort_keys=True).encode("utf-8"), SECRET_MODE)
         except OSError as exc:
             raise KeyStoreError(f"cannot write the keys file {self._path}: {exc.strerror or exc}") from None
         self._stamp = self._file_stamp()
@@ -350,7 +324,7 @@ class ApiKeyStore:
                 fingerprint=fingerprint,
                 permission=permission,
                 description=str(description),
-                created_at_ns=_now_ns(),
+                created_at_ns=clock.now_ns(),
                 expires_at_ns=int(expires_at_ns) if expires_at_ns is not None else None,
                 revoked=False,
                 revoked_at_ns=None,
@@ -402,7 +376,7 @@ class ApiKeyStore:
                 raise UnknownFingerprint(fingerprint)
             if record.revoked:
                 return record
-            updated = replace(record, revoked=True, revoked_at_ns=_now_ns())
+            updated = replace(record, revoked=True, revoked_at_ns=clock.now_ns())
             self._records[fingerprint] = updated
             try:
                 self._save()
@@ -443,7 +417,7 @@ class ApiKeyStore:
                     self._verified[fingerprint] = quick
         if record.revoked:
             raise AuthenticationFailed("revoked", fingerprint)
-        if record.expired(_now_ns() if now_ns is None else now_ns):
+        if record.expired(clock.now_ns() if now_ns is None else now_ns):
             raise AuthenticationFailed("expired", fingerprint)
         return record
 

@@ -47,20 +47,22 @@ from mosaico_bridge.protocol import messages as msg
 from mosaico_bridge.protocol import names
 from mosaico_bridge.protocol.errors import (
     ErrorKind,
+    InvalidArgumentError,
     MosaicoError,
     NotFoundError,
-    extra_info,
+    flight_reason,
 )
 from mosaico_bridge.protocol.messages import Action
-from mosaico_bridge.server.auth import (
-    ApiKeyRecord,
-    ApiKeyStore,
-    AuthenticationFailed,
-    KeyStoreError,
-    Permission,
-    PermissionDenied,
-    UnknownFingerprint,
+from mosaico_bridge.server.access import (
+    ACTION_DESCRIPTIONS,
+    ACTION_PERMISSIONS,
+    AUTH_MIDDLEWARE,
+    CALL_PERMISSIONS,
+    AccessControl,
+    ApiKeyServerMiddlewareFactory,
+    flight_error,
 )
+from mosaico_bridge.server.auth import ApiKeyRecord, ApiKeyStore, Permission, UnknownFingerprint
 from mosaico_bridge.server.store import MosaicoStore
 
 logger = logging.getLogger("mosaico_bridge.server")
@@ -76,122 +78,6 @@ DEFAULT_TARGET_ENCODE_MESSAGE_SIZE = 25 * 1024 * 1024
 DEFAULT_MAX_BATCH_ROWS = 8192
 
 
-#: Key of the API-key middleware in the server's middleware dict (``context.get_middleware``).
-AUTH_MIDDLEWARE = "mosaico_api_key"
-
-
-#: Permission each DoAction type requires (SDK 0.7.0 docstrings).
-ACTION_PERMISSIONS: dict[str, Permission] = {
-    Action.INFO: Permission.Read,
-    Action.SEQUENCE_NOTIFICATION_LIST: Permission.Read,
-    Action.TOPIC_NOTIFICATION_LIST: Permission.Read,
-    Action.SEQUENCE_CREATE: Permission.Write,
-    Action.SESSION_CREATE: Permission.Write,
-    Action.TOPIC_CREATE: Permission.Write,
-    Action.SESSION_FINALIZE: Permission.Write,
-    Action.SEQUENCE_NOTIFICATION_CREATE: Permission.Write,
-    Action.TOPIC_NOTIFICATION_CREATE: Permission.Write,
-    Action.SEQUENCE_DELETE: Permission.Delete,
-    Action.SESSION_DELETE: Permission.Delete,
-    Action.TOPIC_DELETE: Permission.Delete,
-    Action.SEQUENCE_NOTIFICATION_PURGE: Permission.Delete,
-    Action.TOPIC_NOTIFICATION_PURGE: Permission.Delete,
-    Action.QUERY: Permission.Read,
-    Action.TOPIC_FILTER_CLUSTERIZE: Permission.Read,
-    Action.TOPIC_FILTER_INTERSECT: Permission.Read,
-    Action.API_KEY_CREATE: Permission.Manage,
-    Action.API_KEY_STATUS: Permission.Manage,
-    Action.API_KEY_REVOKE: Permission.Manage,
-}
-
-#: Permission each Flight call requires; DoAction is checked per action type instead
-#: (an action this server does not know needs Read, so that only a valid key learns so).
-CALL_PERMISSIONS: dict[str, Permission] = {
-    "ListFlights": Permission.Read,
-    "GetFlightInfo": Permission.Read,
-    "GetSchema": Permission.Read,
-    "DoGet": Permission.Read,
-    "ListActions": Permission.Read,
-    "DoExchange": Permission.Read,
-    "DoPut": Permission.Write,
-}
-
-_ACTION_DESCRIPTIONS: dict[str, str] = {
-    Action.INFO: "server version and gRPC size limits",
-    Action.SEQUENCE_CREATE: "create a sequence {locator, user_metadata}",
-    Action.SEQUENCE_DELETE: "delete a sequence and all its data {locator}",
-    Action.SESSION_CREATE: "open a session {locator} -> {uuid, locator}",
-    Action.SESSION_FINALIZE: "finalize (lock) a session {session_uuid}",
-    Action.SESSION_DELETE: "delete an unlocked session {locator}",
-    Action.TOPIC_CREATE: "create a topic {session_uuid, locator, serialization_format, ontology_tag, user_metadata} -> {uuid}",
-    Action.TOPIC_DELETE: "delete an unlocked topic {locator}",
-    Action.SEQUENCE_NOTIFICATION_CREATE: "store a sequence notification {locator, notification_type, msg}",
-    Action.SEQUENCE_NOTIFICATION_LIST: "list sequence notifications {locator}",
-    Action.SEQUENCE_NOTIFICATION_PURGE: "delete sequence notifications {locator}",
-    Action.TOPIC_NOTIFICATION_CREATE: "store a topic notification {locator, notification_type, msg}",
-    Action.TOPIC_NOTIFICATION_LIST: "list topic notifications {locator}",
-    Action.TOPIC_NOTIFICATION_PURGE: "delete topic notifications {locator}",
-    Action.API_KEY_CREATE: "create an API key {permission, description, expires_at_ns?} -> {api_key}",
-    Action.API_KEY_STATUS: "status of an API key {fingerprint} -> {fingerprint, permission, description, "
-    "created_at_ns, expires_at_ns, revoked}",
-    Action.API_KEY_REVOKE: "revoke an API key {fingerprint}",
-}
-
-
-class _ApiKeyCall(flight.ServerMiddleware):
-    """Per-call middleware instance: the ``mosaico-api-key-token`` header as received.
-
-    Handlers reach it with ``context.get_middleware(AUTH_MIDDLEWARE)``. Its repr shows the
-    key's fingerprint only.
-    """
-
-    def __init__(self, api_key: Optional[str]) -> None:
-        self._api_key = api_key
-
-    @property
-    def api_key(self) -> Optional[str]:
-        """The key sent with the call, or None; never log it (use :attr:`fingerprint`)."""
-        return self._api_key
-
-    @property
-    def fingerprint(self) -> Optional[str]:
-        return pauth.api_key_fingerprint(self._api_key) if self._api_key else None
-
-    def __repr__(self) -> str:
-        return f"_ApiKeyCall(fingerprint={self.fingerprint!r})"
-
-
-#: Stand-in for a call that carries several different keys: always "malformed".
-_SEVERAL_KEYS = "<several API keys>"
-
-
-class ApiKeyServerMiddlewareFactory(flight.ServerMiddlewareFactory):
-    """Reads the API-key header of each call into an :class:`_ApiKeyCall`.
-
-    GetSchema is checked here already (it needs Read): pyarrow 26 turns an error raised
-    inside ``get_schema`` into a generic error carrying a server traceback, while an
-    error raised from ``start_call`` reaches the client as a clean UNAUTHENTICATED.
-
-    Args:
-        check: ``check(api_key, required, call)``, raising a Flight error to refuse.
-    """
-
-    def __init__(self, check: Callable[[Optional[str], Permission, str], Optional[ApiKeyRecord]]) -> None:
-        self._check = check
-
-    def start_call(self, info: flight.CallInfo, headers: dict) -> _ApiKeyCall:
-        values = headers.get(pauth.API_KEY_HEADER) or []
-        keys = {v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values}
-        api_key = None if not keys else keys.pop() if len(keys) == 1 else _SEVERAL_KEYS
-        if info.method == flight.FlightMethod.GET_SCHEMA:
-            self._check(api_key, CALL_PERMISSIONS["GetSchema"], "GetSchema")
-        return _ApiKeyCall(api_key)
-
-
-def _flight_error(kind: ErrorKind, message: str) -> flight.FlightServerError:
-    return flight.FlightServerError(message, extra_info=extra_info(kind))
-
-
 @contextlib.contextmanager
 def _translated(call: str) -> Iterator[None]:
     """Turn store, wire and unexpected errors into one-line Flight errors."""
@@ -201,10 +87,10 @@ def _translated(call: str) -> Iterator[None]:
         raise
     except MosaicoError as exc:
         logger.info("%s refused: %s", call, exc)
-        raise _flight_error(exc.kind, exc.reason) from None
+        raise flight_error(exc.kind, exc.reason) from None
     except Exception:  # noqa: BLE001 - the server's boundary: log here, send one line, no detail
         logger.exception("%s failed", call)
-        raise _flight_error(ErrorKind.INTERNAL, f"internal server error in {call}") from None
+        raise flight_error(ErrorKind.INTERNAL, f"internal server error in {call}") from None
 
 
 class MosaicoServer(flight.FlightServerBase):
@@ -259,6 +145,7 @@ class MosaicoServer(flight.FlightServerBase):
         self._store = root if isinstance(root, MosaicoStore) else MosaicoStore(root)
         self._keys = ApiKeyStore(self._store.root)
         self._require_api_key = bool(require_api_key)
+        self._access = AccessControl(self._keys, self._require_api_key)
         self._host = host
         self._tls = bool(tls_certificates)
         self._max_decode = int(max_decode_message_size)
@@ -431,30 +318,8 @@ class MosaicoServer(flight.FlightServerBase):
     # ------------------------------------------------------------------ access control
 
     def _check(self, api_key: Optional[str], required: Permission, call: str) -> Optional[ApiKeyRecord]:
-        """Check that ``api_key`` may perform ``call``, which needs ``required``.
-
-        Returns:
-            the key's record, or None when passthrough mode lets the call through unchecked.
-        Raises:
-            pyarrow.flight.FlightUnauthenticatedError: key missing, malformed, unknown,
-                revoked or expired.
-            pyarrow.flight.FlightUnauthorizedError: valid key below ``required``
-                (gRPC PERMISSION_DENIED).
-            pyarrow.flight.FlightServerError: the keys file cannot be read.
-        """
-        if not self._require_api_key and required < Permission.Manage:
-            return None
-        try:
-            return self._keys.authorize(api_key, required, call)
-        except AuthenticationFailed as exc:
-            logger.info("%s refused: %s", call, exc)
-            raise flight.FlightUnauthenticatedError(str(exc)) from None
-        except PermissionDenied as exc:
-            logger.info("%s refused: %s", call, exc)
-            raise flight.FlightUnauthorizedError(str(exc)) from None
-        except KeyStoreError as exc:
-            logger.error("%s refused: %s", call, exc)
-            raise _flight_error(ErrorKind.INTERNAL, "the server cannot read its API keys") from None
+        """See :meth:`AccessControl.check`."""
+        return self._access.check(api_key, required, call)
 
     def _authorize(self, context: flight.ServerCallContext, required: Permission, call: str) -> Optional[ApiKeyRecord]:
         """Check that the caller of ``call`` holds ``required`` (see :meth:`_check`).
@@ -469,7 +334,7 @@ class MosaicoServer(flight.FlightServerBase):
 
     def list_actions(self, context):
         self._authorize(context, CALL_PERMISSIONS["ListActions"], "ListActions")
-        return [(name, text) for name, text in _ACTION_DESCRIPTIONS.items()]
+        return [(name, text) for name, text in ACTION_DESCRIPTIONS.items()]
 
     def do_action(self, context, action):
         name = action.type
@@ -477,13 +342,13 @@ class MosaicoServer(flight.FlightServerBase):
             required = ACTION_PERMISSIONS.get(name)
             self._authorize(context, required or Permission.Read, name if required else "DoAction")
             if required is None:
-                raise _flight_error(ErrorKind.INVALID_ARGUMENT, f"unknown action `{name}`")
+                raise flight_error(ErrorKind.INVALID_ARGUMENT, f"unknown action `{name}`")
             handler = self._actions.get(name)
             if handler is None:
-                raise _flight_error(ErrorKind.INVALID_ARGUMENT, f"action `{name}` is not supported by this server")
+                raise flight_error(ErrorKind.INVALID_ARGUMENT, f"action `{name}` is not supported by this server")
             body = action.body
             if body is not None and body.size > self._max_decode:
-                raise _flight_error(
+                raise flight_error(
                     ErrorKind.TOO_LARGE,
                     f"action body of {body.size} bytes exceeds the limit of {self._max_decode} bytes",
                 )
@@ -662,7 +527,7 @@ class MosaicoServer(flight.FlightServerBase):
             self._authorize(context, CALL_PERMISSIONS["GetSchema"], "GetSchema")
             cmd = desc.parse_command(descriptor)
             if "/" not in cmd.resource_locator:
-                raise _flight_error(
+                raise flight_error(
                     ErrorKind.INVALID_ARGUMENT, "GetSchema needs a topic locator `sequence/topic`"
                 )
             return flight.SchemaResult(self._store.topic_schema(cmd.resource_locator))
@@ -672,7 +537,7 @@ class MosaicoServer(flight.FlightServerBase):
             self._authorize(context, CALL_PERMISSIONS["DoGet"], "DoGet")
             cmd = desc.parse_ticket(ticket)
             if "/" not in cmd.resource_locator:
-                raise _flight_error(ErrorKind.INVALID_ARGUMENT, "DoGet ticket must name a topic `sequence/topic`")
+                raise flight_error(ErrorKind.INVALID_ARGUMENT, "DoGet ticket must name a topic `sequence/topic`")
             schema, batches = self._store.read(
                 cmd.resource_locator,
                 cmd.timestamp_ns_start,
@@ -689,18 +554,30 @@ class MosaicoServer(flight.FlightServerBase):
 
     def do_exchange(self, context, descriptor, reader, writer):
         self._authorize(context, CALL_PERMISSIONS["DoExchange"], "DoExchange")
-        raise _flight_error(ErrorKind.INVALID_ARGUMENT, "DoExchange is not supported by this server")
+        raise flight_error(ErrorKind.INVALID_ARGUMENT, "DoExchange is not supported by this server")
 
     # ------------------------------------------------------------------ write path
 
     def do_put(self, context, descriptor, reader, writer):
+        """Store a DoPut stream as one chunk of a topic (``docs/protocol.md`` § DoPut).
+
+        Each record batch is size-checked, fully validated (schema equal to the topic's),
+        appended to the chunk file and flushed to the OS; then a PutResult carrying
+        :class:`~mosaico_bridge.protocol.descriptors.PutAck` (rows and IPC body bytes of
+        this stream so far) acknowledges it. Only the batch being written is held. With
+        ``require_api_key`` the key is checked again before each batch and at the end, so
+        a key revoked or expired meanwhile ends the stream with UNAUTHENTICATED. A stream
+        that ends early for any reason keeps its rows, leaves the topic unlocked and, when
+        the server cut it, adds a topic notification saying why.
+        """
         with _translated("DoPut"):
             self._authorize(context, CALL_PERMISSIONS["DoPut"], "DoPut")
             cmd = desc.parse_command(descriptor)
             if "/" not in cmd.resource_locator:
-                raise _flight_error(ErrorKind.INVALID_ARGUMENT, "DoPut descriptor must name a topic `sequence/topic`")
+                raise flight_error(ErrorKind.INVALID_ARGUMENT, "DoPut descriptor must name a topic `sequence/topic`")
             data_writer = self._store.open_writer(cmd.resource_locator, cmd.topic_uuid, reader.schema)
             complete = False
+            reason: Optional[str] = None
             try:
                 while True:
                     try:
@@ -713,19 +590,49 @@ class MosaicoServer(flight.FlightServerBase):
                         break
                     except (flight.FlightError, pa.ArrowException, OSError) as exc:
                         logger.warning("DoPut %s: stream broken (%s); keeping what was received", data_writer.locator, exc)
-                        raise _flight_error(ErrorKind.INTERNAL, f"DoPut stream broken: {exc}") from None
+                        raise flight_error(ErrorKind.INVALID_ARGUMENT, "DoPut stream broken: unreadable message") from None
                     batch = chunk.data
                     if batch is None:
                         continue
+                    reason = self._recheck_key(context)
+                    if reason is not None:
+                        raise flight.FlightUnauthenticatedError(reason)
                     size = pa.ipc.get_record_batch_size(batch)
                     if size > self._max_decode:
-                        raise _flight_error(
+                        reason = f"record batch of {size} bytes refused (limit {self._max_decode} bytes)"
+                        raise flight_error(
                             ErrorKind.TOO_LARGE,
                             f"record batch of {size} bytes exceeds grpc_max_decode_message_size ({self._max_decode} bytes)",
                         )
-                    data_writer.write(batch)
-            finally:
+                    try:
+                        data_writer.write(batch)
+                    except InvalidArgumentError as exc:
+                        reason = f"record batch refused: {exc.reason}"
+                        raise
+                    del batch, chunk
+                    ack = desc.PutAck(rows=data_writer.rows_written, body_bytes=data_writer.body_bytes_written)
+                    writer.write(pa.py_buffer(ack.to_bytes()))
                 if complete:
+                    reason = self._recheck_key(context)
+                    if reason is not None:
+                        raise flight.FlightUnauthenticatedError(reason)
+            finally:
+                if complete and reason is None:
                     data_writer.finish()
                 else:
-                    data_writer.abort()
+                    data_writer.abort(reason)
+
+    def _recheck_key(self, context: flight.ServerCallContext) -> Optional[str]:
+        """Check the caller's key again during a DoPut stream (require_api_key only).
+
+        Returns:
+            None while the key is valid, else the refusal (``API key f9010b9e revoked``);
+            the key's record is re-read whenever the keys file changes.
+        """
+        if not self._require_api_key:
+            return None
+        try:
+            self._authorize(context, CALL_PERMISSIONS["DoPut"], "DoPut")
+        except (flight.FlightUnauthenticatedError, flight.FlightUnauthorizedError) as exc:
+            return flight_reason(exc)
+        return None

@@ -1,0 +1,278 @@
+"""Chunk files of a topic: writing, validating and reading Arrow IPC streams.
+
+One DoPut stream becomes one chunk file ``chunk-NNNNNN.arrows``: an Arrow IPC stream
+(schema message, then one message per record batch), written as batches arrive, with
+the IPC body buffers compressed as the store's ``store_compression`` says (``none``,
+``lz4`` or ``zstd``: :class:`pyarrow.ipc.IpcWriteOptions`). Readers memory-map the file;
+a stream whose last message is truncated (a crash while writing) ends before it.
+
+Reading a topic in time order: a chunk whose rows are sorted by ``timestamp_ns`` is
+streamed as is; an unsorted chunk is sorted one chunk at a time; the sorted chunks are
+then merged (k-way, by ``timestamp_ns``, stable: ties keep chunk order then row order),
+holding one record batch per chunk in memory (:func:`merge_sorted`).
+
+Timestamps are ns (``timestamp_ns`` column, int64), sizes are bytes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mosaico_bridge.common.files import DATA_MODE
+from mosaico_bridge.protocol import names
+from mosaico_bridge.protocol.errors import InvalidArgumentError
+
+logger = logging.getLogger("mosaico_bridge.server")
+
+TIMESTAMP = names.TIMESTAMP_NS
+
+#: Values of the ``store_compression`` option.
+COMPRESSIONS = ("none", "lz4", "zstd")
+#: Default compression of chunk files (see the bench figures in the repository README).
+DEFAULT_COMPRESSION = "none"
+
+
+def write_options(compression: str) -> pa.ipc.IpcWriteOptions:
+    """IPC write options of a chunk file for ``compression`` (one of :data:`COMPRESSIONS`).
+
+    Raises:
+        ValueError: unknown compression name.
+    """
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"store_compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
+    return pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
+
+
+def check_schema(schema: pa.Schema) -> None:
+    """Check that a topic schema has one ``timestamp_ns`` int64 column.
+
+    Raises:
+        InvalidArgumentError: ``missing timestamp field in schema`` or
+            ``wrong timestamp field type, expected int64``.
+    """
+    indices = schema.get_all_field_indices(TIMESTAMP)
+    if len(indices) != 1:
+        raise InvalidArgumentError("missing timestamp field in schema")
+    if schema.field(indices[0]).type != pa.int64():
+        raise InvalidArgumentError("wrong timestamp field type, expected int64")
+
+
+def validate_batch(batch: pa.RecordBatch, schema: pa.Schema) -> None:
+    """Refuse a record batch that is not safe to store under ``schema``.
+
+    Full validation (:meth:`pyarrow.RecordBatch.validate` with ``full=True``: offsets,
+    buffer sizes, UTF-8, dictionary indices), the schema equal to the topic's (field
+    metadata included) and no null ``timestamp_ns``.
+
+    Raises:
+        InvalidArgumentError: naming what is wrong.
+    """
+    if not batch.schema.equals(schema, check_metadata=False):
+        raise InvalidArgumentError("record batch schema differs from the topic schema")
+    try:
+        batch.validate(full=True)
+    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        raise InvalidArgumentError(f"invalid record batch: {' '.join(str(exc).split())[:200]}") from None
+    if batch.column(TIMESTAMP).null_count:
+        raise InvalidArgumentError("timestamp_ns holds null values")
+
+
+def ts_array(batch: pa.RecordBatch) -> np.ndarray:
+    """The ``timestamp_ns`` column of a batch as an int64 numpy array."""
+    return batch.column(TIMESTAMP).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def is_sorted(ts: np.ndarray) -> bool:
+    """True if ``ts`` is non-decreasing."""
+    return bool(np.all(ts[1:] >= ts[:-1])) if ts.size > 1 else True
+
+
+class ChunkWriter:
+    """Appends record batches to a new chunk file (mode 0640), flushing each to the OS.
+
+    Raises (constructor): OSError if the file cannot be created.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, compression: str = DEFAULT_COMPRESSION) -> None:
+        self.path = path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATA_MODE)
+        os.chmod(path, DATA_MODE)
+        self._file = os.fdopen(fd, "wb", buffering=0)
+        try:
+            self._writer = pa.ipc.new_stream(self._file, schema, options=write_options(compression))
+        except BaseException:
+            self._file.close()
+            raise
+
+    def write(self, batch: pa.RecordBatch) -> int:
+        """Append one batch; returns the file size in bytes once it reached the OS."""
+        self._writer.write_batch(batch)
+        self._file.flush()
+        return self._file.tell()
+
+    def close(self) -> int:
+        """Write the end-of-stream marker, fsync and close; returns the file size.
+
+        Raises:
+            OSError, pyarrow.ArrowException: the file could not be completed (it is closed anyway).
+        """
+        try:
+            self._writer.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            return self._file.tell()
+        finally:
+            self._file.close()
+
+
+def iter_chunk_batches(path: Path, quiet: bool = False) -> Iterator[pa.RecordBatch]:
+    """Record batches of one chunk file; a truncated tail ends the iteration.
+
+    ``quiet`` silences the warning about a truncated tail (expected while a DoPut writes).
+    """
+    try:
+        source = pa.memory_map(str(path), "r")
+    except (OSError, pa.ArrowException):
+        return
+    try:
+        try:
+            reader = pa.ipc.open_stream(source)
+        except (OSError, pa.ArrowException):
+            return
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (OSError, pa.ArrowException) as exc:
+                if not quiet:
+                    logger.warning("chunk %s ends with an incomplete message (%s); reading stops there", path.name, exc)
+                return
+            yield batch
+    finally:
+        source.close()
+
+
+def validate_chunk(path: Path, schema: Optional[pa.Schema]) -> Optional[str]:
+    """Fully validate every record batch of a chunk file (no memory map: a bad file cannot
+    fault the process); returns None if it is sound, else the reason in one line.
+
+    A truncated last message (crash while writing) is not a fault: reading stops there.
+    """
+    try:
+        with pa.OSFile(str(path), "rb") as source:
+            try:
+                reader = pa.ipc.open_stream(source)
+            except (OSError, pa.ArrowException) as exc:
+                if os.path.getsize(path) == 0:
+                    return None
+                return f"unreadable stream header: {exc}"
+            if schema is not None and not reader.schema.equals(schema, check_metadata=False):
+                return "stream schema differs from the topic schema"
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return None
+                except (OSError, pa.ArrowException):
+                    return None  # truncated tail
+                try:
+                    batch.validate(full=True)
+                except pa.ArrowException as exc:
+                    return f"invalid record batch: {' '.join(str(exc).split())[:200]}"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+
+
+def window(batch: pa.RecordBatch, start_ns: Optional[int], end_ns: Optional[int]) -> pa.RecordBatch:
+    """Rows of ``batch`` with ``start_ns <= timestamp_ns < end_ns`` (None: open bound)."""
+    if start_ns is None and end_ns is None:
+        return batch
+    ts = batch.column(TIMESTAMP)
+    mask = None
+    if start_ns is not None:
+        mask = pc.greater_equal(ts, pa.scalar(start_ns, pa.int64()))
+    if end_ns is not None:
+        upper = pc.less(ts, pa.scalar(end_ns, pa.int64()))
+        mask = upper if mask is None else pc.and_(mask, upper)
+    return batch.filter(mask)
+
+
+def sorted_chunk(path: Path, quiet: bool = False) -> Iterator[pa.RecordBatch]:
+    """The batches of one chunk whose rows are not in time order, sorted (stable).
+
+    Holds that one chunk in memory (a chunk is one DoPut stream).
+    """
+    batches = list(iter_chunk_batches(path, quiet=quiet))
+    if not batches:
+        return
+    table = pa.Table.from_batches(batches)
+    order = pc.sort_indices(table, sort_keys=[(TIMESTAMP, "ascending")])
+    yield from table.take(order).combine_chunks().to_batches()
+
+
+def merge_sorted(sources: Iterable[Iterator[pa.RecordBatch]], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """k-way merge of record batch streams, each sorted by ``timestamp_ns``.
+
+    Stable: of rows with equal timestamps, those of an earlier source come first, and
+    within one source they keep their order. Holds at most one batch per source; yields
+    slices of the sources' batches (runs taken from one source at a time).
+    """
+    heads: list[tuple[int, int, int]] = []  # (next timestamp, source index, row)
+    state: dict[int, tuple[pa.RecordBatch, np.ndarray, Iterator[pa.RecordBatch]]] = {}
+
+    def advance(index: int, it: Iterator[pa.RecordBatch]) -> None:
+        for batch in it:
+            if batch.num_rows:
+                ts = ts_array(batch)
+                state[index] = (batch, ts, it)
+                heapq.heappush(heads, (int(ts[0]), index, 0))
+                return
+        state.pop(index, None)
+
+    for index, it in enumerate(sources):
+        advance(index, iter(it))
+    while heads:
+        _, index, row = heapq.heappop(heads)
+        batch, ts, it = state[index]
+        if heads:
+            bound, other, _ = heads[0]
+            # rows of this source that go before the next head: ts < bound, or == bound
+            # when this source comes first among equals
+            side = "right" if index < other else "left"
+            stop = int(np.searchsorted(ts, bound, side=side))
+            stop = max(stop, row + 1)
+        else:
+            stop = ts.size
+        yield batch.slice(row, stop - row)
+        if stop < ts.size:
+            heapq.heappush(heads, (int(ts[stop]), index, stop))
+        else:
+            advance(index, it)
+
+
+def bounded(batches: Iterable[pa.RecordBatch], max_rows: int, max_bytes: int) -> Iterator[pa.RecordBatch]:
+    """Re-slice batches to at most ``max_rows`` rows and about ``max_bytes`` bytes each
+    (a single larger row goes alone); empty batches are dropped."""
+    max_rows = max(1, int(max_rows))
+    max_bytes = max(1, int(max_bytes))
+    for batch in batches:
+        offset = 0
+        total = batch.num_rows
+        if not total:
+            continue
+        per_row = max(1, batch.nbytes // total)
+        step = max(1, min(max_rows, max_bytes // per_row))
+        while offset < total:
+            piece = batch.slice(offset, step)
+            offset += piece.num_rows
+            if piece.num_rows:
+                yield piece
