@@ -29,6 +29,7 @@ from mosaico_bridge.client.query import (
     QueryTopic,
 )
 from mosaico_bridge.protocol.query import QueryError, TimestampRange, parse_query
+from mosaico_bridge.server import query_actions as qa
 from mosaico_bridge.server import query_engine as qe
 
 HUSKY = "ros1_husky_imu_odom_gps/husky_imu_odom_gps.bag"
@@ -149,7 +150,7 @@ def test_clusterize_windows_cover_every_match(catalog, imu_truth):
     expect = np.sort(np.array([t for t, v in imu_truth if v[0] > thr], dtype=np.int64))
     dt = 50_000_000  # 50 ms
     onto = QueryOntologyCatalog(IMU.Q.acceleration.x.gt(thr)).to_dict()
-    clusters, _ = qe.topic_filter_clusterize(
+    clusters, _ = qa.topic_filter_clusterize(
         {"locator": "husky_run/imu/data", "clustering_dt_ns": dt, "ontology": onto, "timestamp_range": None},
         catalog[1].values(),
     )
@@ -165,12 +166,12 @@ def test_clusterize_windows_cover_every_match(catalog, imu_truth):
     assert np.all(idx >= 0)
     assert np.all(expect <= np.array([clusters[i].end_ns for i in idx]))
 
-    whole, _ = qe.topic_filter_clusterize({"locator": "husky_run/imu/data", "ontology": onto}, catalog[1].values())
+    whole, _ = qa.topic_filter_clusterize({"locator": "husky_run/imu/data", "ontology": onto}, catalog[1].values())
     assert [(c.start_ns, c.end_ns) for c in whole] == [(int(expect[0]), int(expect[-1]))]
 
     # timestamp_range keeps start <= t < end
     lo, hi = int(expect[len(expect) // 4]), int(expect[len(expect) // 2])
-    part, _ = qe.topic_filter_clusterize(
+    part, _ = qa.topic_filter_clusterize(
         {"locator": "husky_run/imu/data", "ontology": onto, "timestamp_range": {"start_ns": lo, "end_ns": hi}},
         catalog[1].values(),
     )
@@ -296,10 +297,10 @@ def test_intersect_imu_and_gps(catalog, imu_truth):
         ],
         "intersect_dt_ns": 0,
     }
-    windows, stats = qe.topic_filter_intersect(body, catalog[1].values())
+    windows, stats = qa.topic_filter_intersect(body, catalog[1].values())
     assert windows and stats.files_scanned >= 2
-    imu_w = qe.clusterize(imu_t, dt)
-    gps_w = qe.clusterize(gps_t, 2 * dt)
+    imu_w = qa.clusterize(imu_t, dt)
+    gps_w = qa.clusterize(gps_t, 2 * dt)
     for w in windows:
         assert any(c.start_ns <= w.start_ns and w.end_ns <= c.end_ns for c in imu_w)
         assert any(c.start_ns <= w.start_ns and w.end_ns <= c.end_ns for c in gps_w)
@@ -309,14 +310,14 @@ def test_intersect_imu_and_gps(catalog, imu_truth):
 
 
 def test_intersect_rules_of_mosaicod():
-    c = qe.clusterize
-    assert [(w.start_ns, w.end_ns) for w in qe.intersect([c([100, 110, 500, 510], 50), c([105, 115, 495, 505], 50)])] \
+    c = qa.clusterize
+    assert [(w.start_ns, w.end_ns) for w in qa.intersect([c([100, 110, 500, 510], 50), c([105, 115, 495, 505], 50)])] \
         == [(105, 110), (500, 505)]
-    assert [(w.start_ns, w.end_ns) for w in qe.intersect([c([100, 140], 50), c([155, 200], 50)], 20)] == [(145, 150)]
-    assert [(w.start_ns, w.end_ns) for w in qe.intersect([c([100, 200], 150), c([120, 180], 100), c([130, 170], 100)])] \
+    assert [(w.start_ns, w.end_ns) for w in qa.intersect([c([100, 140], 50), c([155, 200], 50)], 20)] == [(145, 150)]
+    assert [(w.start_ns, w.end_ns) for w in qa.intersect([c([100, 200], 150), c([120, 180], 100), c([130, 170], 100)])] \
         == [(130, 170)]
-    assert qe.intersect([c([100, 150], 100), c([300, 400], 100)], 10) == []
-    assert qe.intersect([c([100], 10), []]) == []
+    assert qa.intersect([c([100, 150], 100), c([300, 400], 100)], 10) == []
+    assert qa.intersect([c([100], 10), []]) == []
     assert [(w.start_ns, w.end_ns) for w in c([10, 15, 20], 5)] == [(10, 20)]
     assert [(w.start_ns, w.end_ns) for w in c([10, 16], 5)] == [(10, 10), (16, 16)]
     assert [(w.start_ns, w.end_ns) for w in c([100, 200, 300, 1000, 1100, 2000], 100, TimestampRange(500, 1500))] \
@@ -344,9 +345,9 @@ def test_bad_ontology_field_is_query_error(catalog, body, needle):
 def test_clusterize_errors(catalog):
     onto = {"IMU.acceleration.x": {"$gt": 0.0}}
     with pytest.raises(qe.QueryNotFound):
-        qe.topic_filter_clusterize({"locator": "husky_run/none", "ontology": onto}, catalog[1].values())
+        qa.topic_filter_clusterize({"locator": "husky_run/none", "ontology": onto}, catalog[1].values())
     with pytest.raises(QueryError, match="tag"):
-        qe.topic_filter_clusterize({"locator": "husky_run/fix", "ontology": onto}, catalog[1].values())
+        qa.topic_filter_clusterize({"locator": "husky_run/fix", "ontology": onto}, catalog[1].values())
 
 
 def test_frame_id_string_conditions(catalog):
@@ -364,41 +365,13 @@ def test_frame_id_string_conditions(catalog):
 # End to end: the three actions on a Flight server, called by the SDK mosaicolabs 0.7.0
 # --------------------------------------------------------------------------------------
 
-QUERY_ACTIONS = ("query", "topic_filter_clusterize", "topic_filter_intersect")
-
-
 @pytest.fixture(scope="module")
-def query_server(catalog, tmp_path_factory):
-    """A MosaicoServer whose DoAction also answers the three query actions through the
-    engine, wired as the integration notes describe (test-only subclass)."""
-    import json
-
-    from pyarrow import flight
-
-    from mosaico_bridge.protocol import query as proto
+def query_server(catalog):
+    """The embedded server itself over the catalog's store: its DoAction answers the three
+    query actions (paged clusterize / intersect replies)."""
     from mosaico_bridge.server import MosaicoServer
 
-    cache = tmp_path_factory.mktemp("query_cache")
-
-    class QueryServer(MosaicoServer):
-        def do_action(self, context, action):
-            if action.type not in QUERY_ACTIONS:
-                return super().do_action(context, action)
-            body = json.loads(action.body.to_pybytes() or b"{}")
-            seqs, topics = qe.catalog_from_store(self._store, cache, chunk_rows=CHUNK_ROWS)
-            try:
-                if action.type == "query":
-                    res = qe.evaluate_query(body, seqs, topics)
-                    return [json.dumps({"action": "query", "response": res.response.to_dict()}).encode()]
-                if action.type == "topic_filter_clusterize":
-                    clusters, _ = qe.topic_filter_clusterize(body, topics)
-                else:
-                    clusters, _ = qe.topic_filter_intersect(body, topics)
-            except proto.QueryError as exc:
-                raise flight.FlightServerError(str(exc), extra_info=exc.kind.encode()) from None
-            return [json.dumps(env).encode() + b"\n" for env in proto.cluster_envelopes(action.type, clusters)]
-
-    srv = QueryServer.start_background(catalog[3], host="127.0.0.1", port=0)
+    srv = MosaicoServer.start_background(catalog[3], host="127.0.0.1", port=0)
     yield srv
     srv.stop()
 

@@ -30,7 +30,7 @@ from ..client.security import SecurityConfig
 from ..conversion import ConversionError
 from ..embedded import EmbeddedServerError, ServerConfig, connect_or_embed
 from ..importer import BagImportError, ImportSummary, import_bags
-from ..server.store import STORE_FORMAT
+from ..server.catalog import STORE_FORMAT
 from ..sources import TIMESTAMP_SOURCES, BagSourceError, TopicFilter, check_distinct, default_timestamp
 from .common import CliError, Interrupted, StopSignals, env_default, fail, human_bytes, parse_metadata, setup_logging
 

@@ -63,9 +63,13 @@ from mosaico_bridge.server.access import (
     flight_error,
 )
 from mosaico_bridge.server.auth import ApiKeyRecord, ApiKeyStore, Permission, UnknownFingerprint
+from mosaico_bridge.server.query_actions import QUERY_ACTIONS, QueryService
 from mosaico_bridge.server.store import MosaicoStore
 
 logger = logging.getLogger("mosaico_bridge.server")
+
+#: Folder under the store root holding the query service's Parquet copies of topic rows.
+QUERY_CACHE_DIR = ".query_cache"
 
 #: Version announced by the ``info`` action: the mosaicod release whose dialect we speak.
 SERVER_VERSION = "0.7.0"
@@ -143,6 +147,7 @@ class MosaicoServer(flight.FlightServerBase):
         if int(max_batch_rows) <= 0 or int(target_encode_message_size) <= 0:
             raise ValueError("max_batch_rows and target_encode_message_size must be positive")
         self._store = root if isinstance(root, MosaicoStore) else MosaicoStore(root)
+        self._queries = QueryService(self._store, self._store.root / QUERY_CACHE_DIR)
         self._keys = ApiKeyStore(self._store.root)
         self._require_api_key = bool(require_api_key)
         self._access = AccessControl(self._keys, self._require_api_key)
@@ -212,6 +217,11 @@ class MosaicoServer(flight.FlightServerBase):
     def location(self) -> str:
         """Flight URI of the server, e.g. ``grpc://127.0.0.1:6726``."""
         return names.location(self._host, self.port, self._tls)
+
+    @property
+    def query_service(self) -> QueryService:
+        """The service answering ``query`` and ``topic_filter_*`` (``last_stats`` counts chunks)."""
+        return self._queries
 
     @property
     def api_keys(self) -> ApiKeyStore:
@@ -344,7 +354,7 @@ class MosaicoServer(flight.FlightServerBase):
             if required is None:
                 raise flight_error(ErrorKind.INVALID_ARGUMENT, f"unknown action `{name}`")
             handler = self._actions.get(name)
-            if handler is None:
+            if handler is None and name not in QUERY_ACTIONS:
                 raise flight_error(ErrorKind.INVALID_ARGUMENT, f"action `{name}` is not supported by this server")
             body = action.body
             if body is not None and body.size > self._max_decode:
@@ -352,6 +362,8 @@ class MosaicoServer(flight.FlightServerBase):
                     ErrorKind.TOO_LARGE,
                     f"action body of {body.size} bytes exceeds the limit of {self._max_decode} bytes",
                 )
+            if name in QUERY_ACTIONS:  # paged replies: one Result per window
+                return self._queries.handle(name, msg.decode_body(body.to_pybytes() if body is not None else b""))
             request = msg.parse_request(name, body.to_pybytes() if body is not None else b"")
             response = handler(request)
             return [msg.response_envelope(name, response)]
