@@ -73,6 +73,7 @@ setup(
             "mosaico_server = mosaico_bridge.cli.server:main",
             "bridge_node = mosaico_bridge.node:main",
             "spool_upload = mosaico_bridge.cli.spool_upload:main",
+            "mosaico_query = mosaico_bridge.cli.query:main",
         ],
     },
 )
