@@ -60,9 +60,11 @@ from mosaico_bridge.server.access import (
     CALL_PERMISSIONS,
     AccessControl,
     ApiKeyServerMiddlewareFactory,
+    FailureThrottle,
     flight_error,
 )
 from mosaico_bridge.server.auth import ApiKeyRecord, ApiKeyStore, Permission, UnknownFingerprint
+from mosaico_bridge.server.chunks import DEFAULT_COMPRESSION
 from mosaico_bridge.server.store import MosaicoStore
 
 logger = logging.getLogger("mosaico_bridge.server")
@@ -104,8 +106,10 @@ class MosaicoServer(flight.FlightServerBase):
         host: interface to bind; ``port=0`` picks a free port (see :attr:`port`).
         max_decode_message_size: largest record batch or action body accepted, in bytes.
             Announced by ``info`` as ``grpc_max_decode_message_size``; the SDK sizes its
-            DoPut batches to 90 % of it. pyarrow does not let us set gRPC's own
-            receive limit (it leaves it unlimited), so the server checks each message itself.
+            DoPut batches to 90 % of it. pyarrow 26 does not let us set gRPC's own
+            receive limit: ``FlightServerBase`` takes no gRPC options and Arrow's C++
+            server sets the limit to unlimited (only a C++ ``builder_hook`` could change
+            it), so the server checks each message itself, after gRPC has received it.
         tls_certificates: list of ``(cert_pem, key_pem)`` pairs (PEM bytes, or
             :class:`pyarrow.flight.CertKeyPair`); enables ``grpc+tls``.
         require_api_key: refuse calls without a valid API key of the level each call
@@ -117,6 +121,11 @@ class MosaicoServer(flight.FlightServerBase):
         target_encode_message_size: DoGet batch size target in bytes (default 25 MiB,
             capped at ``max_encode_message_size``).
         max_batch_rows: most rows per DoGet batch (default 8192).
+        store_compression: compression of new chunk files' IPC buffers: ``none``,
+            ``lz4`` or ``zstd`` (ignored when ``root`` is an open store).
+        auth_failure_burst, auth_failure_rate: failed key checks a peer address may
+            make at once, and per second after that, before its unverified keys are
+            refused without a check (``throttled``).
 
     Raises:
         OSError: if ``root`` cannot be created or written.
@@ -137,15 +146,20 @@ class MosaicoServer(flight.FlightServerBase):
         max_encode_message_size: Optional[int] = None,
         target_encode_message_size: int = DEFAULT_TARGET_ENCODE_MESSAGE_SIZE,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        store_compression: str = DEFAULT_COMPRESSION,
+        auth_failure_burst: int = 100,
+        auth_failure_rate: float = 10.0,
     ):
         if int(max_decode_message_size) <= 0:
             raise ValueError("max_decode_message_size must be a positive number of bytes")
         if int(max_batch_rows) <= 0 or int(target_encode_message_size) <= 0:
             raise ValueError("max_batch_rows and target_encode_message_size must be positive")
-        self._store = root if isinstance(root, MosaicoStore) else MosaicoStore(root)
+        self._store = root if isinstance(root, MosaicoStore) else MosaicoStore(root, compression=store_compression)
         self._keys = ApiKeyStore(self._store.root)
         self._require_api_key = bool(require_api_key)
-        self._access = AccessControl(self._keys, self._require_api_key)
+        self._access = AccessControl(
+            self._keys, self._require_api_key, FailureThrottle(auth_failure_burst, auth_failure_rate)
+        )
         self._host = host
         self._tls = bool(tls_certificates)
         self._max_decode = int(max_decode_message_size)
@@ -179,7 +193,7 @@ class MosaicoServer(flight.FlightServerBase):
                 pair if isinstance(pair, flight.CertKeyPair) else flight.CertKeyPair(*pair) for pair in tls_certificates
             ]
         all_middleware = dict(middleware or {})
-        all_middleware[AUTH_MIDDLEWARE] = ApiKeyServerMiddlewareFactory(self._check)
+        all_middleware[AUTH_MIDDLEWARE] = ApiKeyServerMiddlewareFactory(self._access)
         super().__init__(
             names.location(host, int(port), self._tls),
             tls_certificates=tls_certificates,
@@ -328,7 +342,8 @@ class MosaicoServer(flight.FlightServerBase):
         the API-key middleware (``context.get_middleware(AUTH_MIDDLEWARE)``).
         """
         middleware = context.get_middleware(AUTH_MIDDLEWARE)
-        return self._check(middleware.api_key if middleware is not None else None, required, call)
+        api_key = middleware.api_key if middleware is not None else None
+        return self._access.check(api_key, required, call, context.peer())
 
     # ------------------------------------------------------------------ DoAction
 
