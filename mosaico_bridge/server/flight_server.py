@@ -51,6 +51,7 @@ from mosaico_bridge.protocol.errors import (
     MosaicoError,
     NotFoundError,
     flight_reason,
+    kind_of,
 )
 from mosaico_bridge.protocol.messages import Action
 from mosaico_bridge.server.access import (
@@ -93,6 +94,40 @@ def _translated(call: str) -> Iterator[None]:
     except Exception:  # noqa: BLE001 - the server's boundary: log here, send one line, no detail
         logger.exception("%s failed", call)
         raise flight_error(ErrorKind.INTERNAL, f"internal server error in {call}") from None
+
+
+class _SchemaRefusal(Exception):
+    """A GetSchema refusal that reaches the client as its one-line message only."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "GetSchema refused"
+
+    @property
+    def __notes__(self) -> list[str]:
+        # traceback.TracebackException reads this with getattr(..., None); raising a
+        # LookupError (not AttributeError) makes the formatting fail, and pyarrow then
+        # sends "Python exception: <type name>" instead of the traceback.
+        raise LookupError("no notes")
+
+    @classmethod
+    def of(cls, exc: flight.FlightError) -> Exception:
+        kind = kind_of(exc)
+        if isinstance(exc, (flight.FlightUnauthenticatedError, flight.FlightUnauthorizedError)):
+            kind = None
+        text = flight_reason(exc)
+        if kind is ErrorKind.NOT_FOUND:
+            return _SchemaNotFound(text)
+        if kind is ErrorKind.INVALID_ARGUMENT:
+            return _SchemaInvalid(text)
+        return cls(text)
+
+
+class _SchemaNotFound(_SchemaRefusal, KeyError):
+    """Sent as ArrowKeyError (gRPC NOT_FOUND)."""
+
+
+class _SchemaInvalid(_SchemaRefusal, ValueError):
+    """Sent as ArrowInvalid (gRPC INVALID_ARGUMENT)."""
 
 
 class MosaicoServer(flight.FlightServerBase):
@@ -535,17 +570,24 @@ class MosaicoServer(flight.FlightServerBase):
             )
 
     def get_schema(self, context, descriptor):
-        # pyarrow 26 passes a FlightError raised here to the client as a generic Arrow
-        # error ("Unknown error: <message>. Detail: Python exception: ..."), unlike the
-        # other calls; the message still comes first.
-        with _translated("GetSchema"):
-            self._authorize(context, CALL_PERMISSIONS["GetSchema"], "GetSchema")
-            cmd = desc.parse_command(descriptor)
-            if "/" not in cmd.resource_locator:
-                raise flight_error(
-                    ErrorKind.INVALID_ARGUMENT, "GetSchema needs a topic locator `sequence/topic`"
-                )
-            return flight.SchemaResult(self._store.topic_schema(cmd.resource_locator))
+        """The topic's stored schema (§4 GetSchema).
+
+        pyarrow 26 does not turn an exception raised here into a Flight status as it does
+        for the other calls: it sends the message followed by a formatted Python
+        traceback (server file paths included). Refusals therefore leave as
+        :class:`_SchemaRefusal`, whose traceback pyarrow cannot format, so the client
+        gets the one-line message only: ArrowKeyError for not found, ArrowInvalid for a
+        bad descriptor, a generic ArrowException otherwise.
+        """
+        try:
+            with _translated("GetSchema"):
+                self._authorize(context, CALL_PERMISSIONS["GetSchema"], "GetSchema")
+                cmd = desc.parse_command(descriptor)
+                if "/" not in cmd.resource_locator:
+                    raise flight_error(ErrorKind.INVALID_ARGUMENT, "GetSchema needs a topic locator `sequence/topic`")
+                return flight.SchemaResult(self._store.topic_schema(cmd.resource_locator))
+        except flight.FlightError as exc:
+            raise _SchemaRefusal.of(exc) from None
 
     def do_get(self, context, ticket):
         with _translated("DoGet"):
