@@ -37,7 +37,7 @@ TIMESTAMP = names.TIMESTAMP_NS
 #: Values of the ``store_compression`` option.
 COMPRESSIONS = ("none", "lz4", "zstd")
 #: Default compression of chunk files (see the bench figures in the repository README).
-DEFAULT_COMPRESSION = "none"
+DEFAULT_COMPRESSION = "lz4"
 
 
 def write_options(compression: str) -> pa.ipc.IpcWriteOptions:
