@@ -18,7 +18,6 @@ import pytest
 from conftest import free_port
 
 import wire_bodies as wire
-from mosaico_bridge.protocol import descriptors
 from mosaico_bridge.protocol.errors import InvalidArgumentError
 from mosaico_bridge.server import MosaicoServer, MosaicoStore, Permission
 from test_server import SCHEMA, act, make_topic, put, rows

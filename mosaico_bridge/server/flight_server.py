@@ -103,7 +103,7 @@ class _SchemaRefusal(Exception):
         return str(self.args[0]) if self.args else "GetSchema refused"
 
     @property
-    def __notes__(self) -> list[str]:
+    def __notes__(self) -> list[str]:  # type: ignore[override]
         # traceback.TracebackException reads this with getattr(..., None); raising a
         # LookupError (not AttributeError) makes the formatting fail, and pyarrow then
         # sends "Python exception: <type name>" instead of the traceback.
