@@ -301,7 +301,10 @@ def test_doput_checks_key_schema_and_lock(raw):
 
 def test_max_message_size_is_announced_and_enforced(tmp_path):
     limit = 256 * 1024
-    server = MosaicoServer.start_background(tmp_path / "store", port=0, max_decode_message_size=limit)
+    # uncompressed chunks, so that bytes on disk compare with the message limit
+    server = MosaicoServer.start_background(
+        tmp_path / "store", port=0, max_decode_message_size=limit, store_compression="none"
+    )
     try:
         with MosaicoClient.connect("127.0.0.1", server.port, timeout=10) as c:
             assert c.info().config.grpc_max_decode_message_size == limit

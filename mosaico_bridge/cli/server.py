@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest record batch or request the server accepts, in bytes; clients size their "
         "batches from it (default: %(default)s)",
     )
+    parser.add_argument(
+        "--compression",
+        choices=["none", "lz4", "zstd"],
+        default=None,
+        help="compression of the Arrow IPC buffers of new chunk files (default: lz4); "
+        "data reads back the same with every setting",
+    )
     sec = parser.add_argument_group("security")
     sec.add_argument("--tls-cert", metavar="PEM", help="server certificate chain (PEM); with --tls-key enables TLS (grpc+tls)")
     sec.add_argument("--tls-key", metavar="PEM", help="private key (PEM) of --tls-cert")
@@ -165,7 +172,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     root = os.path.abspath(os.path.expanduser(args.root))
     try:
-        store = MosaicoStore(root)  # opened first, so a bad root is told apart from a bind error
+        store = MosaicoStore(root, **({"compression": args.compression} if args.compression else {}))  # opened first, so a bad root is told apart from a bind error
     except OSError as exc:
         return _fail(f"cannot use --root {root}: {exc.strerror or exc}", 2)
     except MosaicoError as exc:
@@ -202,13 +209,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (pa.ArrowException, OSError, ValueError) as exc:
         return _fail(f"cannot start the server on {args.host}:{args.port}: {exc}", 1)
 
+    loopback = args.host in ("127.0.0.1", "localhost", "::1") or args.host.startswith("127.")
+    if not args.require_api_key and not loopback:
+        log.warning(
+            "serving %s without API keys: anyone who reaches it can read, write and delete data; "
+            "use --require-api-key (and TLS)", server.location,
+        )
     if args.require_api_key:
         if not key_count:
             log.warning(
                 "API keys are required but none exists yet: create one with "
                 "mosaico_server --root %s --bootstrap-key", root,
             )
-        if tls_certificates is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        if tls_certificates is None and not loopback:
             log.warning("API keys travel in clear text: give --tls-cert and --tls-key")
 
     stop = threading.Event()

@@ -189,6 +189,21 @@ def hash_key(api_key: str) -> dict[str, Any]:
     return {"kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": salt.hex(), "digest": digest.hex()}
 
 
+#: ``AuthenticationFailed.reason`` of a key refused unhashed because its peer failed too often.
+THROTTLED = "throttled: too many failed API key attempts from this address, retry later"
+
+_DUMMY: dict[str, Any] = {}
+_DUMMY_LOCK = threading.Lock()
+
+
+def _dummy_hash() -> dict[str, Any]:
+    """A hash record no key matches, with the same scrypt cost as real records."""
+    with _DUMMY_LOCK:
+        if not _DUMMY:
+            _DUMMY.update(hash_key(pauth.make_api_key("0" * _SECRET_LENGTH, "00000000")))
+        return _DUMMY
+
+
 def key_matches(api_key: str, stored: dict[str, Any]) -> bool:
     """True if ``api_key`` hashes to ``stored`` (constant-time comparison)."""
     digest = _scrypt(api_key, bytes.fromhex(stored["salt"]), stored["n"], stored["r"], stored["p"])
@@ -388,12 +403,29 @@ class ApiKeyStore:
 
     # ------------------------------------------------------------------ checks
 
-    def authenticate(self, api_key: Optional[str], now_ns: Optional[int] = None) -> ApiKeyRecord:
+    def is_verified(self, api_key: str) -> bool:
+        """True if ``api_key`` already matched its record in this process (no scrypt needed)."""
+        fingerprint = pauth.api_key_fingerprint(api_key)
+        if fingerprint is None:
+            return False
+        with self._lock:
+            verified = self._verified.get(fingerprint)
+        return verified is not None and hmac.compare_digest(verified, hashlib.sha256(api_key.encode("utf-8")).digest())
+
+    def authenticate(
+        self, api_key: Optional[str], now_ns: Optional[int] = None, *, allow_kdf: bool = True
+    ) -> ApiKeyRecord:
         """The record of a valid key.
+
+        A key not yet verified in this process costs one scrypt, whether its fingerprint
+        exists or not (an unknown one is hashed against a dummy record), so the time of
+        a refusal does not tell which fingerprints exist. ``allow_kdf=False`` refuses
+        such a key without hashing (``throttled``); verified keys still pass.
 
         Raises:
             AuthenticationFailed: ``missing`` (None or empty), ``malformed`` (not
-                ``msco_<32>_<8 hex>``), ``unknown`` (no such key), ``revoked`` or ``expired``.
+                ``msco_<32>_<8 hex>``), ``unknown`` (no such key), ``revoked``,
+                ``expired`` or ``throttled``.
             KeyStoreError: if the keys file became unreadable.
         """
         if not api_key:
@@ -405,10 +437,13 @@ class ApiKeyStore:
             self._refresh()
             record = self._records.get(fingerprint)
             verified = self._verified.get(fingerprint)
-        if record is None:
-            raise AuthenticationFailed("unknown", fingerprint)
         quick = hashlib.sha256(api_key.encode("utf-8")).digest()
-        if verified is None or not hmac.compare_digest(verified, quick):
+        if record is None or verified is None or not hmac.compare_digest(verified, quick):
+            if not allow_kdf:
+                raise AuthenticationFailed(THROTTLED, fingerprint)
+            if record is None:
+                key_matches(api_key, _dummy_hash())  # same cost as a wrong secret
+                raise AuthenticationFailed("unknown", fingerprint)
             if not key_matches(api_key, record.hash):
                 raise AuthenticationFailed("unknown", fingerprint)
             with self._lock:
@@ -421,14 +456,16 @@ class ApiKeyStore:
             raise AuthenticationFailed("expired", fingerprint)
         return record
 
-    def authorize(self, api_key: Optional[str], required: Permission, call: str) -> ApiKeyRecord:
+    def authorize(
+        self, api_key: Optional[str], required: Permission, call: str, *, allow_kdf: bool = True
+    ) -> ApiKeyRecord:
         """:meth:`authenticate`, then check the level.
 
         Raises:
             AuthenticationFailed: see :meth:`authenticate`.
             PermissionDenied: the key is valid but below ``required``.
         """
-        record = self.authenticate(api_key)
+        record = self.authenticate(api_key, allow_kdf=allow_kdf)
         if record.permission < required:
             raise PermissionDenied(record, required, call)
         return record

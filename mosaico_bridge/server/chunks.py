@@ -37,7 +37,7 @@ TIMESTAMP = names.TIMESTAMP_NS
 #: Values of the ``store_compression`` option.
 COMPRESSIONS = ("none", "lz4", "zstd")
 #: Default compression of chunk files (see the bench figures in the repository README).
-DEFAULT_COMPRESSION = "none"
+DEFAULT_COMPRESSION = "lz4"
 
 
 def write_options(compression: str) -> pa.ipc.IpcWriteOptions:
@@ -247,8 +247,7 @@ def merge_sorted(sources: Iterable[Iterator[pa.RecordBatch]], schema: pa.Schema)
             bound, other, _ = heads[0]
             # rows of this source that go before the next head: ts < bound, or == bound
             # when this source comes first among equals
-            side = "right" if index < other else "left"
-            stop = int(np.searchsorted(ts, bound, side=side))
+            stop = int(np.searchsorted(ts, bound, side="right" if index < other else "left"))
             stop = max(stop, row + 1)
         else:
             stop = ts.size

@@ -31,7 +31,6 @@ ones below it (read < write < delete < manage).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -48,7 +47,6 @@ from mosaico_bridge.protocol import names
 from mosaico_bridge.protocol.errors import (
     ErrorKind,
     InvalidArgumentError,
-    MosaicoError,
     NotFoundError,
     flight_reason,
 )
@@ -60,9 +58,17 @@ from mosaico_bridge.server.access import (
     CALL_PERMISSIONS,
     AccessControl,
     ApiKeyServerMiddlewareFactory,
+    FailureThrottle,
     flight_error,
 )
-from mosaico_bridge.server.auth import ApiKeyRecord, ApiKeyStore, Permission, UnknownFingerprint
+from mosaico_bridge.server.auth import (
+    ApiKeyRecord,
+    ApiKeyStore,
+    Permission,
+    UnknownFingerprint,
+)
+from mosaico_bridge.server.boundary import _SchemaRefusal, _translated
+from mosaico_bridge.server.chunks import DEFAULT_COMPRESSION
 from mosaico_bridge.server.query_actions import QUERY_ACTIONS, QueryService
 from mosaico_bridge.server.store import MosaicoStore
 
@@ -82,21 +88,6 @@ DEFAULT_TARGET_ENCODE_MESSAGE_SIZE = 25 * 1024 * 1024
 DEFAULT_MAX_BATCH_ROWS = 8192
 
 
-@contextlib.contextmanager
-def _translated(call: str) -> Iterator[None]:
-    """Turn store, wire and unexpected errors into one-line Flight errors."""
-    try:
-        yield
-    except flight.FlightError:
-        raise
-    except MosaicoError as exc:
-        logger.info("%s refused: %s", call, exc)
-        raise flight_error(exc.kind, exc.reason) from None
-    except Exception:  # noqa: BLE001 - the server's boundary: log here, send one line, no detail
-        logger.exception("%s failed", call)
-        raise flight_error(ErrorKind.INTERNAL, f"internal server error in {call}") from None
-
-
 class MosaicoServer(flight.FlightServerBase):
     """A Mosaico server (mosaicod 0.7 JSON dialect) over a local on-disk store.
 
@@ -108,8 +99,10 @@ class MosaicoServer(flight.FlightServerBase):
         host: interface to bind; ``port=0`` picks a free port (see :attr:`port`).
         max_decode_message_size: largest record batch or action body accepted, in bytes.
             Announced by ``info`` as ``grpc_max_decode_message_size``; the SDK sizes its
-            DoPut batches to 90 % of it. pyarrow does not let us set gRPC's own
-            receive limit (it leaves it unlimited), so the server checks each message itself.
+            DoPut batches to 90 % of it. pyarrow 26 does not let us set gRPC's own
+            receive limit: ``FlightServerBase`` takes no gRPC options and Arrow's C++
+            server sets the limit to unlimited (only a C++ ``builder_hook`` could change
+            it), so the server checks each message itself, after gRPC has received it.
         tls_certificates: list of ``(cert_pem, key_pem)`` pairs (PEM bytes, or
             :class:`pyarrow.flight.CertKeyPair`); enables ``grpc+tls``.
         require_api_key: refuse calls without a valid API key of the level each call
@@ -121,6 +114,11 @@ class MosaicoServer(flight.FlightServerBase):
         target_encode_message_size: DoGet batch size target in bytes (default 25 MiB,
             capped at ``max_encode_message_size``).
         max_batch_rows: most rows per DoGet batch (default 8192).
+        store_compression: compression of new chunk files' IPC buffers: ``none``,
+            ``lz4`` or ``zstd`` (ignored when ``root`` is an open store).
+        auth_failure_burst, auth_failure_rate: failed key checks a peer address may
+            make at once, and per second after that, before its unverified keys are
+            refused without a check (``throttled``).
 
     Raises:
         OSError: if ``root`` cannot be created or written.
@@ -141,16 +139,21 @@ class MosaicoServer(flight.FlightServerBase):
         max_encode_message_size: Optional[int] = None,
         target_encode_message_size: int = DEFAULT_TARGET_ENCODE_MESSAGE_SIZE,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        store_compression: str = DEFAULT_COMPRESSION,
+        auth_failure_burst: int = 100,
+        auth_failure_rate: float = 10.0,
     ):
         if int(max_decode_message_size) <= 0:
             raise ValueError("max_decode_message_size must be a positive number of bytes")
         if int(max_batch_rows) <= 0 or int(target_encode_message_size) <= 0:
             raise ValueError("max_batch_rows and target_encode_message_size must be positive")
-        self._store = root if isinstance(root, MosaicoStore) else MosaicoStore(root)
+        self._store = root if isinstance(root, MosaicoStore) else MosaicoStore(root, compression=store_compression)
         self._queries = QueryService(self._store, self._store.root / QUERY_CACHE_DIR)
         self._keys = ApiKeyStore(self._store.root)
         self._require_api_key = bool(require_api_key)
-        self._access = AccessControl(self._keys, self._require_api_key)
+        self._access = AccessControl(
+            self._keys, self._require_api_key, FailureThrottle(auth_failure_burst, auth_failure_rate)
+        )
         self._host = host
         self._tls = bool(tls_certificates)
         self._max_decode = int(max_decode_message_size)
@@ -184,7 +187,7 @@ class MosaicoServer(flight.FlightServerBase):
                 pair if isinstance(pair, flight.CertKeyPair) else flight.CertKeyPair(*pair) for pair in tls_certificates
             ]
         all_middleware = dict(middleware or {})
-        all_middleware[AUTH_MIDDLEWARE] = ApiKeyServerMiddlewareFactory(self._check)
+        all_middleware[AUTH_MIDDLEWARE] = ApiKeyServerMiddlewareFactory(self._access)
         super().__init__(
             names.location(host, int(port), self._tls),
             tls_certificates=tls_certificates,
@@ -338,7 +341,8 @@ class MosaicoServer(flight.FlightServerBase):
         the API-key middleware (``context.get_middleware(AUTH_MIDDLEWARE)``).
         """
         middleware = context.get_middleware(AUTH_MIDDLEWARE)
-        return self._check(middleware.api_key if middleware is not None else None, required, call)
+        api_key = middleware.api_key if middleware is not None else None
+        return self._access.check(api_key, required, call, context.peer())
 
     # ------------------------------------------------------------------ DoAction
 
@@ -532,17 +536,24 @@ class MosaicoServer(flight.FlightServerBase):
             )
 
     def get_schema(self, context, descriptor):
-        # pyarrow 26 passes a FlightError raised here to the client as a generic Arrow
-        # error ("Unknown error: <message>. Detail: Python exception: ..."), unlike the
-        # other calls; the message still comes first.
-        with _translated("GetSchema"):
-            self._authorize(context, CALL_PERMISSIONS["GetSchema"], "GetSchema")
-            cmd = desc.parse_command(descriptor)
-            if "/" not in cmd.resource_locator:
-                raise flight_error(
-                    ErrorKind.INVALID_ARGUMENT, "GetSchema needs a topic locator `sequence/topic`"
-                )
-            return flight.SchemaResult(self._store.topic_schema(cmd.resource_locator))
+        """The topic's stored schema (§4 GetSchema).
+
+        pyarrow 26 does not turn an exception raised here into a Flight status as it does
+        for the other calls: it sends the message followed by a formatted Python
+        traceback (server file paths included). Refusals therefore leave as
+        :class:`_SchemaRefusal`, whose traceback pyarrow cannot format, so the client
+        gets the one-line message only: ArrowKeyError for not found, ArrowInvalid for a
+        bad descriptor, a generic ArrowException otherwise.
+        """
+        try:
+            with _translated("GetSchema"):
+                self._authorize(context, CALL_PERMISSIONS["GetSchema"], "GetSchema")
+                cmd = desc.parse_command(descriptor)
+                if "/" not in cmd.resource_locator:
+                    raise flight_error(ErrorKind.INVALID_ARGUMENT, "GetSchema needs a topic locator `sequence/topic`")
+                return flight.SchemaResult(self._store.topic_schema(cmd.resource_locator))
+        except flight.FlightError as exc:
+            raise _SchemaRefusal.of(exc) from None
 
     def do_get(self, context, ticket):
         with _translated("DoGet"):
