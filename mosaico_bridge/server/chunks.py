@@ -58,6 +58,15 @@ def check_schema(schema: pa.Schema) -> None:
         InvalidArgumentError: ``missing timestamp field in schema`` or
             ``wrong timestamp field type, expected int64``.
     """
+    try:  # every name must be text: a name that is not UTF-8 breaks every later reader
+        pending = list(schema)
+        while pending:
+            f = pending.pop()
+            f.name.encode("utf-8")
+            t = f.type
+            pending.extend(t.field(i) for i in range(t.num_fields))
+    except UnicodeDecodeError:
+        raise InvalidArgumentError("schema holds a field name that is not UTF-8") from None
     indices = schema.get_all_field_indices(TIMESTAMP)
     if len(indices) != 1:
         raise InvalidArgumentError("missing timestamp field in schema")
