@@ -343,6 +343,17 @@ class BridgeNode(LifecycleNode):
             status.message = "recording" if not c["dropped"] else f"{c['dropped']} dropped"
             status.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(c.items())]
             msg.status.append(status)
+        if self.client is not None:
+            budget = self.client.budget
+            status = DiagnosticStatus()
+            status.level = DiagnosticStatus.OK
+            status.name = f"{self.get_name()}: max_inflight_bytes"
+            status.hardware_id = self.sequence_name or ""
+            status.message = f"{budget.used} of {budget.limit} bytes in flight"
+            status.values = [KeyValue(key=k, value=str(v)) for k, v in
+                             (("inflight_bytes", budget.used), ("peak_inflight_bytes", budget.peak),
+                              ("max_inflight_bytes", budget.limit))]
+            msg.status.append(status)
         self._diag_pub.publish(msg)
 
     def _stop_timers(self) -> None:
