@@ -241,13 +241,15 @@ def main() -> int:
         for name in args.only.split(","):
             procs = SCENARIOS[name]
             pub_b, bare = baseline(procs, args.seconds, env)
+            server_cpu0 = proc_cpu_rss(server.pid)[0]
             res = bridge_run(name, procs, args.seconds, env, port, driver, root, args.compression, args.profile,
                              args.param)
+            server_cpu = proc_cpu_rss(server.pid)[0] - server_cpu0
             sdk_check = None
             if name == "50small":
                 t = next(iter(topics_of(procs)))
                 sdk_check = (t, sdk_rows(port, f"bench_{name}", t), res[2][t])
-            results.append((name, pub_b, bare, res, sdk_check))
+            results.append((name, pub_b, bare, res, sdk_check, server_cpu))
             from mosaico_bridge.client import MosaicoClient
 
             with MosaicoClient.connect("127.0.0.1", port) as c:  # free /dev/shm for the next scenario
@@ -263,13 +265,14 @@ def main() -> int:
     print(f"{args.seconds:g} s per run, {os.cpu_count()} CPUs, server {args.server}, compression {args.compression}, "
           f"bridge parameters {args.param or 'default'}; "
           "bare = bare rclpy subscriber (raw, reliable, KEEP_ALL, EventsExecutor), run alone before the bridge")
-    for name, pub_b, bare, (pub, c, stored, cpu, rss), sdk_check in results:
+    for name, pub_b, bare, (pub, c, stored, cpu, rss), sdk_check, server_cpu in results:
         lat50 = max((v["latency_ns_p50"] for v in c.values()), default=0) / 1e6
         lat99 = max((v["latency_ns_p99"] for v in c.values()), default=0) / 1e6
         tot_bare = sum(bare.values())
         tot_stored = sum(stored.values())
         print(f"\n== {name}: stored/bare {tot_stored / tot_bare if tot_bare else float('nan'):.2f} "
-              f"(stored {tot_stored}, bare {tot_bare}); bridge peak RSS {rss:.0f} MiB, CPU {cpu:.1f} s; "
+              f"(stored {tot_stored}, bare {tot_bare}); bridge peak RSS {rss:.0f} MiB, CPU {cpu:.1f} s "
+              f"(server CPU {server_cpu:.1f} s); "
               f"receive->ack latency p50 {lat50:.0f} ms, p99 {lat99:.0f} ms (worst topic)")
         if sdk_check:
             print(f"   SDK read-back of {sdk_check[0]}: {sdk_check[1]} rows (server says {sdk_check[2]})")
