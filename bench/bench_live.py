@@ -212,7 +212,8 @@ def bridge_run(name, procs, seconds, env, port, driver, logdir, compression, pro
         log.close()
     counters = [json.loads(m) for m in re.findall(r"counters (\{.*\})", log_path.read_text())][-1]
     stored = stored_rows(port, seq, topics)
-    return published, counters, stored, cpu, rss
+    peaks = re.findall(r"max_inflight_bytes \d+: \d+ bytes in flight, peak (\d+)", log_path.read_text())
+    return published, counters, stored, cpu, rss, int(peaks[-1]) / 2**20 if peaks else float("nan")
 
 
 def main() -> int:
@@ -265,13 +266,13 @@ def main() -> int:
     print(f"{args.seconds:g} s per run, {os.cpu_count()} CPUs, server {args.server}, compression {args.compression}, "
           f"bridge parameters {args.param or 'default'}; "
           "bare = bare rclpy subscriber (raw, reliable, KEEP_ALL, EventsExecutor), run alone before the bridge")
-    for name, pub_b, bare, (pub, c, stored, cpu, rss), sdk_check, server_cpu in results:
+    for name, pub_b, bare, (pub, c, stored, cpu, rss, budget_peak), sdk_check, server_cpu in results:
         lat50 = max((v["latency_ns_p50"] for v in c.values()), default=0) / 1e6
         lat99 = max((v["latency_ns_p99"] for v in c.values()), default=0) / 1e6
         tot_bare = sum(bare.values())
         tot_stored = sum(stored.values())
         print(f"\n== {name}: stored/bare {tot_stored / tot_bare if tot_bare else float('nan'):.2f} "
-              f"(stored {tot_stored}, bare {tot_bare}); bridge peak RSS {rss:.0f} MiB, CPU {cpu:.1f} s "
+              f"(stored {tot_stored}, bare {tot_bare}); bridge peak RSS {rss:.0f} MiB (budget peak {budget_peak:.0f} MiB), CPU {cpu:.1f} s "
               f"(server CPU {server_cpu:.1f} s); "
               f"receive->ack latency p50 {lat50:.0f} ms, p99 {lat99:.0f} ms (worst topic)")
         if sdk_check:

@@ -328,6 +328,9 @@ class BridgeNode(LifecycleNode):
                 f"latency_ms(p50/p99/max)={c['latency_ns_p50'] / 1e6:.1f}/{c['latency_ns_p99'] / 1e6:.1f}/"
                 f"{c['latency_ns_max'] / 1e6:.1f}"
             )
+        if self.client is not None:
+            b = self.client.budget
+            lines.append(f"  max_inflight_bytes {b.limit}: {b.used} bytes in flight, peak {b.peak}")
         self.get_logger().info("\n".join(lines))
         # one machine-readable line for tools and tests
         self.get_logger().info("counters " + json.dumps(counters, sort_keys=True))
