@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
-"""Baseline for bench_live.py: a bare rclpy subscriber (SingleThreadedExecutor, raw=True,
-the same QoS the bridge takes: reliable, KEEP_ALL) that only counts messages.
+"""Baseline for bench_live.py: a bare rclpy subscriber (raw=True, the QoS the bridge takes:
+reliable, KEEP_ALL) that only counts messages.
 
-    bare_sub.py [--events] pkg/msg/Name TOPIC [TOPIC ...]
+    bare_sub.py [--events] TOPIC=pkg/msg/Name [TOPIC=pkg/msg/Name ...]
 
 ``--events`` spins rclpy's EventsExecutor (what the bridge uses) instead of spin_once.
-
 Runs until SIGINT/SIGTERM, then prints {"received": {topic: n}}.
 """
 
@@ -27,19 +26,18 @@ def main() -> int:
     events = args[0] == "--events"
     if events:
         args = args[1:]
-    msgtype, topics = args[0], args[1:]
-    cls = message_class(msgtype)
+    pairs = [a.split("=", 1) for a in args]
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     node = rclpy.create_node("bare_sub")
-    counts = {t: 0 for t in topics}
+    counts = {t: 0 for t, _m in pairs}
     qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
-    for t in topics:
+    for t, msgtype in pairs:
         def cb(_msg, t=t):
             counts[t] += 1
-        node.create_subscription(cls, t, cb, qos, raw=True)
+        node.create_subscription(message_class(msgtype), t, cb, qos, raw=True)
     print(json.dumps({"ready": True}), flush=True)
     if events:
         from rclpy.experimental import EventsExecutor

@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
-"""Live throughput of the bridge node beside a bare rclpy subscriber, same load, same run.
+"""Live recording by the bridge node beside a bare rclpy subscriber, same load, same run.
 
-Scenarios (each --seconds long, publishers in their own processes, reliable QoS):
-  1x 1080p   one publisher of 1920x1080 rgb8 Image at full rate
-  2x 1080p   two such publishers on two topics
-  imu 1kHz   sensor_msgs/Imu at 1000 Hz
-  strings    a flood of small std_msgs/String at full rate
+Scenarios (each --seconds long; publishers in their own processes, reliable QoS):
+  2cam_imu   two 1920x1080 rgb8 Image topics at 30 Hz + sensor_msgs/Imu at 200 Hz
+  1cam_full  one 1080p rgb8 Image topic at full rate
+  4cam       four 1080p rgb8 Image topics at 30 Hz
+  50small    50 small topics at 200 Hz each (TransformStamped, Imu, DiagnosticStatus)
+  strings    a flood of std_msgs/String at full rate
 
-For each: published; what a bare rclpy subscriber (bare_sub.py, raw=True, the same
-QoS) receives, spinning rclpy's default executor and the EventsExecutor the bridge uses; what the bridge receives and writes to a mosaico_server process; the
-ratio bridge-received / bare-received; drops; bridge CPU seconds and peak RSS;
-latency from receive to the end of the upload (mean / max, from the node's counters;
-it includes the flush period), and from publish (header stamp) to receive (the
-row's timestamp_ns), for Image and Imu, read back from the server: publish to server
-is the sum of the two.
+Each scenario runs twice: into a bare subscriber alone (bare_sub.py --events: raw=True,
+EventsExecutor, the QoS the bridge takes), then into the bridge alone, recording into a
+server process whose root is on /dev/shm. Per topic: published, bare received, stored (rows
+the server holds, from its FlightInfo; the SDK cross-checks one small topic), dropped
+(the bridge's counter), ratio stored / bare. Per scenario: bridge peak RSS (VmHWM), CPU
+seconds, receive → acknowledged latency p50 / p99 (the node's counters).
 
-    .venv/bin/python bench/bench_live.py [--seconds 10] [--only imu,strings]
+    .venv/bin/python bench/bench_live.py [--seconds 10] [--only 2cam_imu,4cam] \
+        [--server acks|mosaico_server] [--compression none|lz4|zstd]
+
+``--server acks`` (default) runs test/ros_procs/ack_server.py, the embedded server plus a
+PutAck per stored batch; ``mosaico_server`` acknowledges at the end of the stream only,
+so its latency is receive → end of session.
 """
 
 from __future__ import annotations
@@ -35,12 +40,26 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 PY = sys.executable
-SCENARIOS = {
-    "1x1080p": ("image", "sensor_msgs/msg/Image", ["/cam0/image_raw"], 0),
-    "2x1080p": ("image", "sensor_msgs/msg/Image", ["/cam0/image_raw", "/cam1/image_raw"], 0),
-    "imu1khz": ("imu", "sensor_msgs/msg/Imu", ["/imu/data"], 1000),
-    "strings": ("string", "std_msgs/msg/String", ["/chatter"], 0),
+sys.path.insert(0, str(REPO))
+
+from live_load import MSGTYPES  # noqa: E402
+
+
+def _small() -> list[tuple[str, str, float]]:
+    kinds = ["tf", "imu", "status"]
+    return [(kinds[i % 3], f"/small/{kinds[i % 3]}_{i}", 200.0) for i in range(50)]
+
+
+#: name -> publisher processes, each a list of (kind, topic, Hz)
+SCENARIOS: dict[str, list[list[tuple[str, str, float]]]] = {
+    "2cam_imu": [[("image", "/cam0/image_raw", 30.0)], [("image", "/cam1/image_raw", 30.0)],
+                 [("imu", "/imu/data", 200.0)]],
+    "1cam_full": [[("image", "/cam0/image_raw", 0.0)]],
+    "4cam": [[("image", f"/cam{i}/image_raw", 30.0)] for i in range(4)],
+    "50small": [_small()],
+    "strings": [[("string", "/chatter", 0.0)]],
 }
 
 
@@ -59,26 +78,34 @@ def proc_cpu_rss(pid: int) -> tuple[float, float]:
     return cpu, int(hwm.group(1)) / 1024 if hwm else 0.0
 
 
-def run_publishers(kind: str, topics: list[str], hz: float, seconds: float, env: dict) -> int:
-    procs = [subprocess.Popen([PY, str(HERE / "live_load.py"), kind, "--topic", t, "--seconds", str(seconds),
-                               "--hz", str(hz)], stdout=subprocess.PIPE, text=True, env=env) for t in topics]
-    total = 0
-    for p in procs:
-        out, _ = p.communicate(timeout=seconds + 60)
-        total += json.loads(out.strip().splitlines()[-1])["published"]
-    return total
+def run_publishers(procs: list[list[tuple[str, str, float]]], seconds: float, env: dict) -> dict[str, int]:
+    running = []
+    for pubs in procs:
+        args = [PY, str(HERE / "live_load.py"), "--seconds", str(seconds)]
+        for kind, topic, hz in pubs:
+            args += ["--pub", f"{kind}:{topic}:{hz:g}"]
+        running.append(subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env))
+    out: dict[str, int] = {}
+    for p in running:
+        text, _ = p.communicate(timeout=seconds + 90)
+        out.update(json.loads(text.strip().splitlines()[-1])["published"])
+    return out
 
 
-def baseline(msgtype: str, kind: str, topics: list[str], hz: float, seconds: float, env: dict,
-             events: bool = False) -> tuple[int, int]:
-    flag = ["--events"] if events else []
-    sub = subprocess.Popen([PY, str(HERE / "bare_sub.py"), *flag, msgtype, *topics], stdout=subprocess.PIPE,
-                           text=True, env=env)
+def topics_of(procs) -> dict[str, str]:
+    return {topic: MSGTYPES[kind] for pubs in procs for kind, topic, _hz in pubs}
+
+
+def baseline(procs, seconds: float, env: dict) -> tuple[dict[str, int], dict[str, int]]:
+    args = [f"{t}={m}" for t, m in topics_of(procs).items()]
+    sub = subprocess.Popen([PY, str(HERE / "bare_sub.py"), "--events", *args], stdout=subprocess.PIPE, text=True,
+                           env=env)
     assert json.loads(sub.stdout.readline())["ready"]
-    published = run_publishers(kind, topics, hz, seconds, env)
+    published = run_publishers(procs, seconds, env)
+    time.sleep(1.0)  # let the last samples arrive (a baseline, not a test)
     sub.send_signal(signal.SIGTERM)
     out, _ = sub.communicate(timeout=60)
-    return published, sum(json.loads(out.strip().splitlines()[-1])["received"].values())
+    return published, json.loads(out.strip().splitlines()[-1])["received"]
 
 
 class Driver:
@@ -99,7 +126,7 @@ class Driver:
             vals = {kv.key: kv.value for kv in st.values}
             self.received[st.name.partition(": ")[2]] = int(vals.get("received", 0))
 
-    def transition(self, label: str, timeout: float = 120) -> bool:
+    def transition(self, label: str, timeout: float = 300) -> bool:
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
@@ -114,6 +141,15 @@ class Driver:
         self.node.destroy_client(cli)
         return bool(fut.done() and fut.result().success)
 
+    def wait_subscribed(self, log: Path, topics, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = log.read_text()
+            if all(f"recording {t} " in text for t in topics):
+                return
+            self.rclpy.spin_once(self.node, timeout_sec=0.1)
+        raise TimeoutError("bridge did not subscribe to every topic")
+
     def settle(self, timeout: float = 60) -> None:
         """Spin until the bridge's received counters stop growing for 1 s (bounded)."""
         deadline, last, stable_since = time.monotonic() + timeout, None, time.monotonic()
@@ -126,94 +162,137 @@ class Driver:
                 return
 
 
-def bridge_run(name, msgtype, kind, topics, hz, seconds, env, port, driver, logdir, server_root):
-    log = open(logdir / f"bridge_{name}.log", "w")
-    seq = f"bench_{name}"
-    bridge = subprocess.Popen([PY, "-m", "mosaico_bridge.node", "--ros-args", "-p", "host:=127.0.0.1",
-                               "-p", f"port:={port}", "-p", f"sequence_name:={seq}",
-                               "-p", "topics:=[" + ",".join(f'"{t}"' for t in topics) + "]"],
-                              stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        assert driver.transition("configure") and driver.transition("activate"), "bridge did not activate"
-        driver.received.clear()
-        published = run_publishers(kind, topics, hz, seconds, env)
-        driver.settle()
-        t0 = time.perf_counter()
-        assert driver.transition("deactivate")
-        deactivate_s = time.perf_counter() - t0
-        cpu, rss = proc_cpu_rss(bridge.pid)
-    finally:
-        bridge.send_signal(signal.SIGINT)
-        bridge.wait(timeout=60)
-        log.close()
-    counters = [json.loads(m) for m in re.findall(r"counters (\{.*\})", (logdir / f"bridge_{name}.log").read_text())]
-    c = counters[-1]
-    received = sum(v["received"] for v in c.values())
-    written = sum(v["written"] for v in c.values())
-    dropped = sum(v["dropped"] for v in c.values())
-    lat_mean = max(v["latency_ns_mean"] for v in c.values()) / 1e6
-    lat_max = max(v["latency_ns_max"] for v in c.values()) / 1e6
-    e2e = None
-    if kind in ("image", "imu"):
-        e2e = publish_to_server_latency(port, seq, topics)
-    return published, received, written, dropped, cpu, rss, lat_mean, lat_max, deactivate_s, e2e
-
-
-def publish_to_server_latency(port: int, seq: str, topics: list[str]):
-    """Mean of (row timestamp_ns = bridge receive time) - (header stamp = publish time), in ms."""
+def stored_rows(port: int, seq: str, topics) -> dict[str, int]:
     from mosaico_bridge.client import MosaicoClient
 
-    diffs = []
+    out = {}
     with MosaicoClient.connect("127.0.0.1", port) as c:
         for t in topics:
             th = c.topic_handler(seq, t)
-            if th is None:
-                continue
-            tbl = th.read()
-            ts = tbl.column("timestamp_ns").to_pylist()
-            hdr = tbl.column("header").to_pylist()
-            diffs += [t_ns - (h["timestamp"]["seconds"] * 10**9 + h["timestamp"]["nanoseconds"])
-                      for t_ns, h in zip(ts, hdr) if h]
-    return (sum(diffs) / len(diffs) / 1e6) if diffs else None
+            out[t] = th.row_count if th is not None else 0
+    return out
+
+
+def sdk_rows(port: int, seq: str, topic: str) -> int:
+    import mosaicolabs
+
+    with mosaicolabs.MosaicoClient.connect("127.0.0.1", port) as sdk:
+        th = sdk.topic_handler(seq, topic)
+        return sum(1 for _ in th.get_data_streamer()) if th is not None else 0
+
+
+def bridge_run(name, procs, seconds, env, port, driver, logdir, compression, profile: bool, params=()):
+    topics = topics_of(procs)
+    log_path = logdir / f"bridge_{name}.log"
+    log = open(log_path, "w")
+    seq = f"bench_{name}"
+    bridge = subprocess.Popen([PY, "-m", "mosaico_bridge.node", "--ros-args", "-p", "host:=127.0.0.1",
+                               "-p", f"port:={port}", "-p", f"sequence_name:={seq}", "-p", f"compression:={compression}",
+                               "-p", "spool_dir:=" + str(logdir / "spool"),
+                               "-p", "topics:=[" + ",".join(f'"{t}"' for t in topics) + "]",
+                               *[a for p in params for a in ("-p", p)]],
+                              stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    spy = None
+    try:
+        assert driver.transition("configure") and driver.transition("activate"), "bridge did not activate"
+        if profile:
+            spy = subprocess.Popen([str(Path(PY).parent / "py-spy"), "record", "--pid", str(bridge.pid), "--format",
+                                    "raw", "--threads", "--nonblocking", "-o", str(logdir / f"profile_{name}.txt")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        published = run_publishers(procs, seconds, env)
+        driver.settle()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        assert driver.transition("deactivate")
+        cpu, rss = proc_cpu_rss(bridge.pid)
+    finally:
+        bridge.send_signal(signal.SIGINT)
+        bridge.wait(timeout=120)
+        log.close()
+    counters = [json.loads(m) for m in re.findall(r"counters (\{.*\})", log_path.read_text())][-1]
+    stored = stored_rows(port, seq, topics)
+    peaks = re.findall(r"max_inflight_bytes \d+: \d+ bytes in flight, peak (\d+)", log_path.read_text())
+    return published, counters, stored, cpu, rss, int(peaks[-1]) / 2**20 if peaks else float("nan")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--only", default=",".join(SCENARIOS))
+    ap.add_argument("--server", choices=["acks", "mosaico_server"], default="acks")
+    ap.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="extra bridge parameter (repeatable), e.g. workers:=1")
+    ap.add_argument("--profile", action="store_true", help="py-spy record the bridge (raw, --threads) per scenario")
+    ap.add_argument("--keep", action="store_true", help="keep the logs and profiles (printed path)")
     args = ap.parse_args()
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID") or str(random.randint(1, 101)))
     os.environ.update(env)
-    root = Path(tempfile.mkdtemp(prefix="bench_live_"))
+    root = Path(tempfile.mkdtemp(prefix="bench_live_", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     port = free_port()
-    server = subprocess.Popen([str(Path(PY).parent / "mosaico_server"), "--root", str(root / "store"),
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = ([PY, str(REPO / "test" / "ros_procs" / "ack_server.py")] if args.server == "acks"
+           else [str(Path(PY).parent / "mosaico_server")])
+    server = subprocess.Popen([*cmd, "--root", str(root / "store"), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     driver = Driver()
-    rows = []
+    results = []
     try:
         for name in args.only.split(","):
-            kind, msgtype, topics, hz = SCENARIOS[name]
-            pub_b, bare = baseline(msgtype, kind, topics, hz, args.seconds, env)
-            _pub_e, bare_ev = baseline(msgtype, kind, topics, hz, args.seconds, env, events=True)
-            res = bridge_run(name, msgtype, kind, topics, hz, args.seconds, env, port, driver, root, root / "store")
-            rows.append((name, pub_b, bare, bare_ev, *res))
+            procs = SCENARIOS[name]
+            pub_b, bare = baseline(procs, args.seconds, env)
+            server_cpu0 = proc_cpu_rss(server.pid)[0]
+            res = bridge_run(name, procs, args.seconds, env, port, driver, root, args.compression, args.profile,
+                             args.param)
+            server_cpu = proc_cpu_rss(server.pid)[0] - server_cpu0
+            sdk_check = None
+            if name == "50small":
+                t = next(iter(topics_of(procs)))
+                sdk_check = (t, sdk_rows(port, f"bench_{name}", t), res[2][t])
+            results.append((name, pub_b, bare, res, sdk_check, server_cpu))
+            from mosaico_bridge.client import MosaicoClient
+
+            with MosaicoClient.connect("127.0.0.1", port) as c:  # free /dev/shm for the next scenario
+                c.sequence_delete(f"bench_{name}")
             print(f"done {name}", file=sys.stderr, flush=True)
     finally:
         server.terminate()
         server.wait(timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
-    print(f"{args.seconds:g} s per run, {os.cpu_count()} CPUs; bare = bare rclpy subscriber (raw, reliable, KEEP_ALL) "
-          "spinning the default executor; bare ev = the same with the EventsExecutor the bridge uses")
-    hdr = ("scenario", "pub(bare)", "bare rx", "bare ev rx", "pub(brg)", "bridge rx", "written", "drop",
-           "ratio", "ratio ev", "CPU s", "RSS MiB", "lat ms mean/max", "pub->rx ms", "deact s")
-    print("  ".join(f"{h:>10}" for h in hdr))
-    for (name, pub_b, bare, bare_ev, pub, rx, wr, drop, cpu, rss, lmean, lmax, deact, e2e) in rows:
-        ratio = rx / bare if bare else float("nan")
-        ratio_ev = rx / bare_ev if bare_ev else float("nan")
-        print("  ".join(f"{v:>10}" for v in (
-            name, pub_b, bare, bare_ev, pub, rx, wr, drop, f"{ratio:.2f}", f"{ratio_ev:.2f}", f"{cpu:.1f}", f"{rss:.0f}",
-            f"{lmean:.0f}/{lmax:.0f}", "-" if e2e is None else f"{e2e:.1f}", f"{deact:.2f}")))
+        if args.keep:
+            print(f"logs in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"{args.seconds:g} s per run, {os.cpu_count()} CPUs, server {args.server}, compression {args.compression}, "
+          f"bridge parameters {args.param or 'default'}; "
+          "bare = bare rclpy subscriber (raw, reliable, KEEP_ALL, EventsExecutor), run alone before the bridge")
+    for name, pub_b, bare, (pub, c, stored, cpu, rss, budget_peak), sdk_check, server_cpu in results:
+        lat50 = max((v["latency_ns_p50"] for v in c.values()), default=0) / 1e6
+        lat99 = max((v["latency_ns_p99"] for v in c.values()), default=0) / 1e6
+        tot_bare = sum(bare.values())
+        tot_stored = sum(stored.values())
+        print(f"\n== {name}: stored/bare {tot_stored / tot_bare if tot_bare else float('nan'):.2f} "
+              f"(stored {tot_stored}, bare {tot_bare}); bridge peak RSS {rss:.0f} MiB (budget peak {budget_peak:.0f} MiB), CPU {cpu:.1f} s "
+              f"(server CPU {server_cpu:.1f} s); "
+              f"receive->ack latency p50 {lat50:.0f} ms, p99 {lat99:.0f} ms (worst topic)")
+        if sdk_check:
+            print(f"   SDK read-back of {sdk_check[0]}: {sdk_check[1]} rows (server says {sdk_check[2]})")
+        rows = sorted(stored) if len(stored) <= 6 else []
+        if rows:
+            print(f"   {'topic':<20}{'pub(bare)':>10}{'bare rx':>9}{'pub(brg)':>9}{'stored':>8}{'dropped':>8}"
+                  f"{'ratio':>7}{'p50 ms':>8}{'p99 ms':>8}")
+        for t in rows:
+            v = c.get(t, {})
+            ratio = stored[t] / bare[t] if bare.get(t) else float("nan")
+            print(f"   {t:<20}{pub_b.get(t, 0):>10}{bare.get(t, 0):>9}{pub.get(t, 0):>9}{stored[t]:>8}"
+                  f"{v.get('dropped', 0):>8}{ratio:>7.2f}{v.get('latency_ns_p50', 0) / 1e6:>8.0f}"
+                  f"{v.get('latency_ns_p99', 0) / 1e6:>8.0f}")
+        if not rows:
+            dropped = sum(v["dropped"] for v in c.values())
+            ratios = [stored[t] / bare[t] for t in stored if bare.get(t)]
+            print(f"   {len(stored)} topics: published(bare) {sum(pub_b.values())}, published(bridge) "
+                  f"{sum(pub.values())}, dropped {dropped}, per-topic ratio min {min(ratios):.2f} "
+                  f"max {max(ratios):.2f}")
     return 0
 
 

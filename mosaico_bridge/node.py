@@ -330,6 +330,9 @@ class BridgeNode(LifecycleNode):
                 f"latency_ms(p50/p99/max)={c['latency_ns_p50'] / 1e6:.1f}/{c['latency_ns_p99'] / 1e6:.1f}/"
                 f"{c['latency_ns_max'] / 1e6:.1f}"
             )
+        if self.client is not None:
+            b = self.client.budget
+            lines.append(f"  max_inflight_bytes {b.limit}: {b.used} bytes in flight, peak {b.peak}")
         self.get_logger().info("\n".join(lines))
         # one machine-readable line for tools and tests
         self.get_logger().info("counters " + json.dumps(counters, sort_keys=True))
@@ -344,6 +347,17 @@ class BridgeNode(LifecycleNode):
             status.hardware_id = self.sequence_name or ""
             status.message = "recording" if not c["dropped"] else f"{c['dropped']} dropped"
             status.values = [KeyValue(key=k, value=str(v)) for k, v in sorted(c.items())]
+            msg.status.append(status)
+        if self.client is not None:
+            budget = self.client.budget
+            status = DiagnosticStatus()
+            status.level = DiagnosticStatus.OK
+            status.name = f"{self.get_name()}: max_inflight_bytes"
+            status.hardware_id = self.sequence_name or ""
+            status.message = f"{budget.used} of {budget.limit} bytes in flight"
+            status.values = [KeyValue(key=k, value=str(v)) for k, v in
+                             (("inflight_bytes", budget.used), ("peak_inflight_bytes", budget.peak),
+                              ("max_inflight_bytes", budget.limit))]
             msg.status.append(status)
         self._diag_pub.publish(msg)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import pyarrow as pa
 
@@ -148,18 +148,17 @@ class SequenceWriter:
     def __enter__(self) -> "SequenceWriter":
         return self.open()
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: object, exc: Optional[BaseException], tb: object) -> None:
         if self._state is not WriterState.OPEN:
-            return False
+            return
         if exc is None:
             try:
                 self.finalize()
-                return False
             except BaseException as err:
                 self.abort(err)
                 raise
+            return
         self.abort(exc)
-        return False
 
     # -------------------------------------------------------------- topics
     def topic_create(
@@ -232,7 +231,7 @@ class SequenceWriter:
             max_batch_bytes=self.max_batch_size_bytes,
             max_batch_records=self.max_batch_size_records,
             max_batch_age_ns=int(self.max_batch_age_s * 1e9),
-            notify=lambda text, loc=locator: self._quietly(msg.TopicNotificationCreateRequest(loc, text)),
+            notify=self._notifier(locator),
             wake=self._scheduler.wake,
             spool=spool,
         )
@@ -322,6 +321,12 @@ class SequenceWriter:
         return self._state
 
     # -------------------------------------------------------------- helpers
+    def _notifier(self, locator: str) -> Callable[[str], None]:
+        def notify(text: str) -> None:
+            self._quietly(msg.TopicNotificationCreateRequest(locator, text))
+
+        return notify
+
     def _stop_scheduler(self) -> None:
         if self._scheduler is not None:
             self._scheduler.stop()

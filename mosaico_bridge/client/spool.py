@@ -49,13 +49,14 @@ class SpoolFile:
                 os.replace(tmp, self.path.with_suffix(".json"))
                 self._sink = open(self.path, "ab")
                 self._writer = pa.ipc.new_stream(self._sink, self.schema)
+            assert self._sink is not None
             self._writer.write_batch(batch)
             self._sink.flush()
             self.rows += batch.num_rows
 
     def close(self) -> None:
         with self._lock:
-            if self._writer is not None:
+            if self._writer is not None and self._sink is not None:
                 self._writer.close()
                 self._sink.close()
                 self._writer = self._sink = None

@@ -19,6 +19,10 @@ from .data import ConnectionPool
 from .processing import ExecutorPool
 
 #: Compressions of DoPut IPC bodies (``pyarrow.ipc.IpcWriteOptions(compression=...)``).
+#: The default is ``none``: camera frames (the bulk of live data) barely compress (a noisy
+#: 1080p rgb8 frame: lz4 1.00, zstd 0.97 of its size) while costing 4-11 ms of CPU per frame,
+#: and on loopback or a LAN the bridge is bound by CPU, not by bandwidth. Choose lz4/zstd
+#: for slow links and compressible data (point clouds of zeros, text, small messages).
 COMPRESSIONS = ("none", "lz4", "zstd")
 
 
