@@ -429,7 +429,8 @@ class TopicWriter:
     def _submit_convert(self, ts: list[int], msgs: list[Any], recv: list[int], charge: int) -> None:
         assert self._converter is not None
         try:
-            conv: Future[pa.RecordBatch] = self._processing.submit(self._converter.convert, ts, msgs)
+            convert = getattr(self._converter, "convert_batches", self._converter.convert)
+            conv: Future[Any] = self._processing.submit(convert, ts, msgs)
         except RuntimeError as exc:  # executor shut down
             with self._lock:
                 self.stats.dropped += len(ts)
@@ -438,7 +439,7 @@ class TopicWriter:
             return
         self._enqueue_write(conv.result, recv, charge, (ts, msgs))
 
-    def _enqueue_write(self, get_batch: Callable[[], pa.RecordBatch], received: list[int], charge: int,
+    def _enqueue_write(self, get_batch: Callable[[], Any], received: list[int], charge: int,
                        source: Optional[tuple[list[int], list[Any]]]) -> None:
         try:
             fut = self._conn.submit(self._write, get_batch, received, charge, source)
@@ -458,7 +459,7 @@ class TopicWriter:
         for fut in futures:
             fut.result()
 
-    def _write(self, get_batch: Callable[[], pa.RecordBatch], received: list[int], charge: int,
+    def _write(self, get_batch: Callable[[], Any], received: list[int], charge: int,
                source: Optional[tuple[list[int], list[Any]]]) -> None:
         """Runs on the data connection's thread.
 
@@ -495,7 +496,16 @@ class TopicWriter:
             self._budget.release(charge)
             self._set_error(exc)
             return
-        self._send(batch, received, charge)
+        if isinstance(batch, pa.RecordBatch):
+            self._send(batch, received, charge)
+            return
+        # convert_batches: several record batches (a large image is one of its own, its
+        # data a slice of the serialized message); the charge goes with the last one
+        start = 0
+        for i, part in enumerate(batch):
+            rows = part.num_rows
+            self._send(part, received[start:start + rows], charge if i == len(batch) - 1 else 0)
+            start += rows
 
     def _pieces(self, batch: pa.RecordBatch, received: list[int]) -> list[tuple[pa.RecordBatch, list[int], int]]:
         """``batch`` split until every piece fits the batch limit: (piece, receive times, IPC size);
