@@ -13,25 +13,28 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from conftest import wait_until
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import wire_bodies as wire  # noqa: E402
+from conftest import wait_until  # noqa: E402
 from mosaico_bridge.protocol import auth as pauth  # noqa: E402
-from mosaico_bridge.protocol import descriptors  # noqa: E402
 from mosaico_bridge.protocol.errors import ErrorKind, kind_of  # noqa: E402
 from mosaico_bridge.server import MosaicoServer, Permission  # noqa: E402
 from test_server import SCHEMA, rows  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("MOSAICO_FUZZ_EXAMPLES", "2000"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -180,10 +183,80 @@ def batches(draw):
     return bytes(raw)
 
 
+_PUT_WORKER = """
+import json, struct, sys
+import pyarrow as pa, pyarrow.flight as flight
+from mosaico_bridge.protocol import descriptors
+client = flight.FlightClient(sys.argv[1])
+src = sys.stdin.buffer
+while True:
+    head = src.read(4)
+    if len(head) < 4:
+        break
+    meta = json.loads(src.read(struct.unpack("<I", head)[0]))
+    raw = src.read(meta["size"])
+    try:
+        reader = pa.ipc.open_stream(raw)
+        schema, batch = reader.schema, reader.read_next_batch()
+    except (pa.ArrowException, StopIteration, OSError):
+        print(json.dumps({"sent": False}), flush=True)
+        continue
+    answer = {"sent": True, "rows": batch.num_rows}
+    try:
+        writer, _ = client.do_put(descriptors.doput_descriptor(meta["locator"], meta["uuid"]), schema)
+        writer.write_batch(batch)
+        writer.done_writing()
+        writer.close()
+        answer["error"] = None
+    except flight.FlightError as exc:
+        extra = getattr(exc, "extra_info", None) or b""
+        answer.update(error=type(exc).__name__, kind=extra.decode("ascii", "replace"), text=str(exc)[:300])
+    except pa.ArrowException as exc:
+        answer.update(error="client", text=str(exc)[:300])
+    print(json.dumps(answer), flush=True)
+"""
+
+
+class PutWorker:
+    """A client process that decodes and DoPuts IPC bytes: a corrupted batch may crash
+    pyarrow's client-side writer (abort), which must not take pytest down with it."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.crashes = 0
+        self._start()
+
+    def _start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _PUT_WORKER, self.location], cwd=REPO,
+                                     env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def put(self, raw: bytes, locator: str, topic_uuid: str) -> dict | None:
+        """The worker's answer, or None if the client process died on this batch."""
+        meta = json.dumps({"size": len(raw), "locator": locator, "uuid": topic_uuid}).encode()
+        try:
+            self.proc.stdin.write(struct.pack("<I", len(meta)) + meta + raw)
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except BrokenPipeError:
+            line = b""
+        if line:
+            return json.loads(line)
+        self.crashes += 1
+        self.proc.wait(timeout=30)
+        self._start()
+        return None
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
 def test_random_record_batches_against_doput(fz):
     store = fz.server.store
     made = {"n": 0, "seq": None, "session": None}
     held: dict[str, int] = {}
+    worker = PutWorker(fz.server.location)
 
     def fresh_topic() -> tuple[str, str]:
         if made["n"] % 200 == 0:  # a new sequence now and then keeps sequence.json small
@@ -197,36 +270,26 @@ def test_random_record_batches_against_doput(fz):
     @FUZZ
     @given(raw=batches())
     def prop(raw):
-        try:
-            reader = pa.ipc.open_stream(raw)
-            schema = reader.schema
-            batch = reader.read_next_batch()
-        except (pa.ArrowException, StopIteration, OSError):
-            return  # the client could not even decode it: nothing to send
         locator, topic_uuid = fresh_topic()
-
-        def send():
-            writer, _ = fz.client.do_put(descriptors.doput_descriptor(locator, topic_uuid), schema, fz.opts)
-            writer.write_batch(batch)
-            writer.done_writing()
-            writer.close()
-
-        fz.answered(send)
-        # a batch the client itself could not send ends the call from the client's side: the
-        # server's handler may still be closing the stream when the client is done
-        def ended():
-            topic = store.get_topic(locator)
-            return None if topic.writing else topic
-
-        info = wait_until(ended, timeout=30, what=f"DoPut on {locator} to end")
-        assert info.row_count in (0, batch.num_rows)
+        answer = worker.put(raw, locator, topic_uuid)
+        fz.count += 1
+        if answer is not None and answer["sent"] and answer.get("error") == "FlightServerError":
+            assert answer["kind"] and answer["kind"] != "internal", answer
+        # whatever happened to the client, the server answers and holds all or nothing
+        list(fz.client.do_action(flight.Action("info", b"{}"), fz.opts))
+        info = wait_until(lambda: (lambda t: None if t.writing else t)(store.get_topic(locator)), timeout=30,
+                          what="the DoPut to end")
+        rows_sent = answer["rows"] if answer and answer["sent"] else None
+        assert info.row_count == 0 or info.row_count == rows_sent, (info.row_count, answer)
         held[locator] = info.row_count
 
-    prop()
+    try:
+        prop()
+    finally:
+        worker.close()
     fz.check_intact()
-    assert len(held) > EXAMPLES // 4, len(held)
-    # everything the topics hold is sound and reads back, in a fresh store on the same root too
     assert sum(1 for n in held.values() if n) > 0
+    # everything the topics hold is sound and reads back
     for locator, n in list(held.items())[:: max(1, len(held) // 200)]:
         if n:
             _, out = store.read(locator)
