@@ -78,8 +78,14 @@ def test_shared_bag_imports_and_sdk_reads_it_back(rel, imported):
     expected = SHARED_BAGS[rel]
     sequence = "import_" + rel.split("/")[0]
     proc, srv = imported(rel, sequence)
-    for topic, (_msgtype, count) in expected.items():  # the per-topic summary table
-        assert topic in proc.stdout and str(count) in proc.stdout
+    rows = {}  # the per-topic summary table: topic -> (ROS type, ontology tag, messages)
+    for line in proc.stdout.splitlines():
+        cells = [c.strip() for c in line.split("\u2502")[1:-1]]
+        if len(cells) == 5 and cells[0] and cells[0] != "topic" and not cells[0].endswith(" topics"):
+            rows[cells[0]] = (cells[1], cells[2], cells[3])
+    assert set(rows) == set(expected), proc.stdout
+    for topic, (msgtype, count) in expected.items():
+        assert rows[topic][0] == msgtype and rows[topic][2] == str(count), (topic, rows[topic])
     bag = bag_messages(shared_bag(rel))
     with mosaicolabs.MosaicoClient.connect("127.0.0.1", srv.port) as sdk:
         assert sequence in sdk.list_sequences()

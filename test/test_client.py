@@ -300,16 +300,16 @@ def test_compressed_doput_bodies_read_back(client, compression):
 
 
 def test_written_counts_per_batch_acknowledgements_before_the_end_of_stream(tmp_path):
-    """A server that sends a PutAck after each stored batch (a MosaicoServer whose DoPut
-    acknowledges, test/ros_procs/ack_server.py): rows become ``written`` while the stream
-    is still open; the plain embedded server acknowledges at the end of the stream only."""
+    """The embedded server sends a PutAck after each stored batch: rows become ``written``
+    while the stream is still open; a server that sends no PutResult (as mosaicod,
+    test/ros_procs/ack_server.py --silent) acknowledges at the end of the stream only."""
     from conftest import wait_until
-    from ros_procs.ack_server import AckingServer
+    from ros_procs.ack_server import SilentServer
 
     conv = make_converter("std_msgs/msg/String", TS)
-    acking = AckingServer(tmp_path / "acks", host="127.0.0.1", port=0)
-    threading.Thread(target=acking.serve, daemon=True).start()
-    plain = MosaicoServer.start_background(tmp_path / "plain", host="127.0.0.1", port=0)
+    acking = MosaicoServer.start_background(tmp_path / "acks", host="127.0.0.1", port=0)
+    plain = SilentServer(tmp_path / "plain", host="127.0.0.1", port=0)
+    threading.Thread(target=plain.serve, daemon=True).start()
     try:
         for srv, per_batch in ((acking, True), (plain, False)):
             with MosaicoClient.connect("127.0.0.1", srv.port) as c:
