@@ -12,7 +12,7 @@ Columns hold no mutable state, so one layout can build record batches from
 several threads at once.
 
 Arrow conventions reproduced here come from the Mosaico protocol reference
-(``shared/docs/mosaico-protocol.md`` §5): the ``header`` struct, the
+(``docs/protocol.md`` § Arrow layouts): the ``header`` struct, the
 ``Time`` struct, the covariance mixin (``covariance`` ``list<double>`` +
 ``covariance_type`` ``int16``) used by the geometric ontology types.
 """
@@ -99,7 +99,7 @@ class ConversionError(Exception):
 
 
 # --------------------------------------------------------------------------- #
-# Arrow types of the Mosaico envelope pieces (protocol doc §5)
+# Arrow types of the Mosaico envelope pieces (``docs/protocol.md`` § Arrow layouts)
 # --------------------------------------------------------------------------- #
 
 #: ``Time`` ontology struct: ROS ``stamp.sec`` / ``stamp.nanosec``.
@@ -926,7 +926,7 @@ class HeaderColumn(Column):
     Mapping: ``stamp.sec`` → ``timestamp.seconds``, ``stamp.nanosec`` →
     ``timestamp.nanoseconds``, ``frame_id`` → ``frame_id``, ROS 1 ``seq`` →
     ``sample_counter`` (null for ROS 2, which has no ``seq``). A header with an
-    empty ``frame_id`` and a zero stamp is written as null (protocol doc §5).
+    empty ``frame_id`` and a zero stamp is written as null (``docs/protocol.md`` § Arrow layouts).
     """
 
     type = HEADER_TYPE

@@ -28,7 +28,7 @@ __all__ = ["ENCODINGS", "LARGE_MESSAGE_BYTES", "TIMESTAMP_FIELD", "TopicConverte
 
 logger = logging.getLogger(__name__)
 
-#: Envelope column of every Mosaico topic (protocol doc §3/§5).
+#: Envelope column of every Mosaico topic (``docs/protocol.md`` § DoPut).
 TIMESTAMP_FIELD = pa.field("timestamp_ns", pa.int64(), nullable=False)
 
 #: Supported serialization encodings → (message definition encoding, ROS version).

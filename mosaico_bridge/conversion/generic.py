@@ -33,7 +33,7 @@ zero-copy slice of the serialized message (:mod:`.plan`).
 Column and struct field names are the ROS field names. Every field is
 ``NOT NULL`` (a ROS message always carries every field); list items are
 ``NOT NULL`` too. The Mosaico SDK decodes such a topic with a dynamically
-built ``Unmodeled`` class (it accepts any Arrow schema on read; protocol doc §4).
+built ``Unmodeled`` class (it accepts any Arrow schema on read; ``docs/protocol.md`` § Read path).
 
 Ontology tag of a generic topic: see :func:`generic_ontology_tag`.
 """

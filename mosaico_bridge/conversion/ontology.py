@@ -6,9 +6,9 @@ serialization format and a :class:`~.common.Struct` whose children are the
 top-level Arrow columns (after ``timestamp_ns``).
 
 The Arrow layouts reproduce the structs of the Mosaico SDK 0.7.0 ontology
-classes (names, types, nullability; protocol doc §5 "Key layouts"). The ROS →
+classes (names, types, nullability; ``docs/protocol.md`` § Arrow layouts). The ROS →
 ontology field mapping and the value rules follow the SDK's ROS bridge
-(protocol doc §5 "ROS adapters"):
+(the SDK 0.7.0 ROS adapters):
 
 * ``header`` is null when ``frame_id`` is empty and the stamp is zero; ROS 1
   ``header.seq`` goes to ``header.sample_counter``.
@@ -65,7 +65,7 @@ __all__ = ["ONTOLOGY_LAYOUTS", "SDK_ONTOLOGY_TAGS", "OntologyLayout", "compresse
 
 F64 = pa.float64()
 
-#: Ontology tags of the classes the Mosaico SDK 0.7.0 models (protocol doc §5,
+#: Ontology tags of the classes the Mosaico SDK 0.7.0 models (``docs/protocol.md`` § Arrow layouts,
 #: plus the classes its ROS bridge adds). A generic topic never uses one of
 #: these as its tag (see ``generic.generic_ontology_tag``).
 SDK_ONTOLOGY_TAGS = frozenset(

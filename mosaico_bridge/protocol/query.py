@@ -409,7 +409,7 @@ def ontology_proxy(tag: str, schema: pa.Schema | Sequence[pa.Field]) -> Ontology
     """Root accessor (the ``Q`` of an ontology tag) over a topic's Arrow schema.
 
     ``schema`` holds the top-level columns; ``timestamp_ns: int64`` is added in front
-    when missing (every Mosaico topic has it, protocol doc §3).
+    when missing (every Mosaico topic has it, ``docs/protocol.md`` § Write path).
     """
     fields = list(schema)
     if not any(f.name == "timestamp_ns" for f in fields):

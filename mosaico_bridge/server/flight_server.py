@@ -536,7 +536,7 @@ class MosaicoServer(flight.FlightServerBase):
             )
 
     def get_schema(self, context, descriptor):
-        """The topic's stored schema (§4 GetSchema).
+        """The topic's stored schema (``docs/protocol.md`` § Read path).
 
         pyarrow 26 does not turn an exception raised here into a Flight status as it does
         for the other calls: it sends the message followed by a formatted Python

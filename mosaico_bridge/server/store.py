@@ -194,7 +194,7 @@ class MosaicoStore:
             return self._get_seq(name).info()
 
     def create_sequence(self, name: str, user_metadata: Mapping[str, Any]) -> SequenceInfo:
-        """Create an empty sequence (``sequence_create``, §2).
+        """Create an empty sequence (``sequence_create``, ``docs/protocol.md`` § DoAction).
 
         Raises:
             InvalidArgumentError: bad name, or metadata that is not a plain JSON object.
@@ -239,7 +239,7 @@ class MosaicoStore:
     # ---------------------------------------------------------------- sessions
 
     def create_session(self, sequence: str) -> SessionInfo:
-        """Open a new session of ``sequence`` (``session_create``, §2, §6).
+        """Open a new session of ``sequence`` (``session_create``, ``docs/protocol.md`` § Write path).
 
         Raises:
             InvalidArgumentError: bad name. NotFoundError: no such sequence.
@@ -268,7 +268,7 @@ class MosaicoStore:
             return session.info(seq.locator)
 
     def finalize_session(self, session_uuid: str) -> SessionInfo:
-        """Finalize a session (``session_finalize``, §6).
+        """Finalize a session (``session_finalize``, ``docs/protocol.md`` § Write path).
 
         Sets ``completed_at_ns``. A session without an error report is locked, and so are
         its topics; a session for which a sequence error notification arrived while it
@@ -303,7 +303,7 @@ class MosaicoStore:
             return session.info(seq.locator)
 
     def delete_session(self, session_locator: str) -> None:
-        """Remove a session with its topics and their data (``session_delete``, §6).
+        """Remove a session with its topics and their data (``session_delete``, ``docs/protocol.md`` § Write path).
 
         Raises:
             InvalidArgumentError: malformed locator. NotFoundError: no such session.
@@ -339,7 +339,7 @@ class MosaicoStore:
         ontology_tag: str,
         user_metadata: Mapping[str, Any],
     ) -> TopicInfo:
-        """Create a topic in an open session (``topic_create``, §2, §6).
+        """Create a topic in an open session (``topic_create``, ``docs/protocol.md`` § Write path).
 
         Raises:
             InvalidArgumentError: bad locator, format, tag or metadata; or the topic's
@@ -417,7 +417,7 @@ class MosaicoStore:
         self._purge(trashed)
 
     def topic_schema(self, topic_locator: str) -> pa.Schema:
-        """The schema received with the topic's first DoPut, unchanged (§4 GetSchema).
+        """The schema received with the topic's first DoPut, unchanged (``docs/protocol.md`` § Read path).
 
         Raises:
             InvalidArgumentError: bad locator. NotFoundError: no such topic, or no DoPut yet.
@@ -431,7 +431,7 @@ class MosaicoStore:
     # ---------------------------------------------------------------- writing
 
     def open_writer(self, topic_locator: str, topic_uuid: Optional[str], schema: pa.Schema) -> TopicDataWriter:
-        """Start a DoPut stream on a topic (§3 server duties, §6).
+        """Start a DoPut stream on a topic (``docs/protocol.md`` § DoPut).
 
         The first DoPut stores ``schema`` (field order, types, nullability, field and schema
         metadata). A topic left unlocked by a broken stream may take a new DoPut with the
@@ -604,10 +604,10 @@ class MosaicoStore:
             raise InternalError("the store cannot write the notification") from None
 
     def add_sequence_notification(self, sequence: str, notification_type: str, msg: str) -> Notification:
-        """Store a sequence notification (``sequence_notification_create``, §2).
+        """Store a sequence notification (``sequence_notification_create``, ``docs/protocol.md`` § DoAction).
 
         An ``error`` notification also marks every open session of the sequence as
-        reported, so that its ``session_finalize`` leaves it unlocked (Report path, §6).
+        reported, so that its ``session_finalize`` leaves it unlocked (Report path, ``docs/protocol.md`` § Write path).
 
         Raises:
             InvalidArgumentError: bad name or empty type. NotFoundError: no such sequence.
@@ -651,7 +651,7 @@ class MosaicoStore:
             return count
 
     def add_topic_notification(self, topic_locator: str, notification_type: str, msg: str) -> Notification:
-        """Store a topic notification (``topic_notification_create``, §2).
+        """Store a topic notification (``topic_notification_create``, ``docs/protocol.md`` § DoAction).
 
         Raises:
             InvalidArgumentError: bad locator or empty type. NotFoundError: no such topic.

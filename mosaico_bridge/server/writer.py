@@ -27,7 +27,7 @@ class TopicDataWriter:
     """Appends the record batches of one DoPut stream to a new chunk of a topic.
 
     Obtain it from :meth:`MosaicoStore.open_writer`. Call :meth:`write` per record batch,
-    then exactly one of :meth:`finish` (end of stream: the topic is locked, §3) or
+    then exactly one of :meth:`finish` (end of stream: the topic is locked, ``docs/protocol.md`` § Write path) or
     :meth:`abort` (stream broken or refused: data kept, topic left unlocked). Each batch
     is validated and flushed to the operating system before :meth:`write` returns; the
     writer holds no batch after that.
