@@ -129,6 +129,7 @@ def test_catalog_filters(root):
     (["--where", "IMU.acceleration.nope > 1"], "nope"),
     (["--where", "IMU.acceleration.x > high"], "IMU.acceleration.x"),
     (["--where", "IMU.acceleration.x >> 1"], "IMU.acceleration.x >> 1"),
+    (["--where", "IMU.acceleration.covariance > 1"], "[?]"),
     (["--where", "IMU.acceleration.x between 2 1"], "IMU.acceleration.x"),
     (["--where", "turtlesim_Pose.nope > 1"], "turtlesim_Pose.nope"),  # refused by the server
     (["--sequence-meta", "weather", "like", "rain"], "like"),

@@ -15,6 +15,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"  {PROG} --sequence-match 'run_*' --tag IMU\n"
             f"  {PROG} --sequence-meta weather eq rain --sequence-meta robot.id in 3,4\n"
             f"  {PROG} --where 'IMU.acceleration.x > 5' --windows 1.0    # windows split at gaps > 1 s\n"
-            f"  {PROG} --where 'GPS.latitude between 49.9 50.1' --json\n"
+            f"  {PROG} --where 'GPS.position.x between 49.9 50.1' --json\n"
             f"  {PROG} --topic-name /imu/data --host mosaico.local --api-key $KEY --tls-cert ca.pem\n"
             "\n"
             "--where FIELD OP VALUE: FIELD is <ontology tag>.<field path> (e.g. IMU.acceleration.x,\n"
@@ -201,7 +202,8 @@ def _resolve_field(tag: str, path: str, where: str) -> QueryField | None:
         except (AttributeError, TypeError) as exc:
             raise CliError(f"--where {where!r}: {exc}", 2) from None
     if not isinstance(node, QueryField):
-        raise CliError(f"--where {where!r}: `{tag}.{path}` is not a leaf field; fields: {', '.join(node.fields)}", 2)
+        what = f"fields: {', '.join(node.fields)}" if node.fields else "a list: select [N], [?] or [!]"
+        raise CliError(f"--where {where!r}: `{tag}.{path}` is not a leaf field; {what}", 2)
     return node
 
 
@@ -390,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(PROG, f"the server refused the query: {exc.reason if exc.call else exc}", 2)
     except AuthenticationError as exc:
         return fail(PROG, _refusal(args.host or "127.0.0.1", args.port, exc), 1)
+    except BrokenPipeError:  # the output's reader stopped early (e.g. `| head`): not a server failure
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
+        return 0
     except (MosaicoError, ConnectionError) as exc:
         return fail(PROG, str(exc), 1)
     except KeyboardInterrupt:
