@@ -42,6 +42,23 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "Per-topic QoS overrides, JSON: {topic: {reliability: reliable|best_effort, "
         "durability: volatile|transient_local, depth: int}}. Otherwise the publishers' QoS is taken.",
     ),
+    "timestamp_source": (
+        "receive",
+        "Row timestamp_ns: 'receive' (the node's clock when the message is received; simulation time "
+        "with use_sim_time) or 'header' (the message's header.stamp when its type starts with a "
+        "std_msgs/Header, else the receive time).",
+    ),
+    "max_session_duration_s": (
+        0.0,
+        "Seconds after which the open session is finalized and the next one opened, without "
+        "unsubscribing (checked every second); 0: no limit. ~/split_session (std_srvs/Trigger) does it "
+        "on demand. Topics of later sessions are named <topic>_s<n>.",
+    ),
+    "max_session_bytes": (
+        0,
+        "Bytes (Arrow IPC, acknowledged by the server) of a session after which it is finalized and the "
+        "next one opened (checked every second); 0: no limit.",
+    ),
     "on_error": ("report", "On error: 'report' (notification + finalize what was received) or 'delete'."),
     "max_batch_size_bytes": (0, "Largest record batch in bytes; 0: 16 MiB. Never above 90% of the server's message limit."),
     "max_batch_size_records": (0, "Largest record batch in rows; 0: no row limit."),
@@ -96,6 +113,9 @@ class BridgeConfig:
     topic_filter: TopicFilter
     qos_overrides: dict[str, QosOverride]
     on_error: str
+    timestamp_source: str
+    max_session_duration_s: float
+    max_session_bytes: int
     max_batch_size_bytes: Optional[int]
     max_batch_size_records: Optional[int]
     max_batch_age_s: float
@@ -131,6 +151,15 @@ class BridgeConfig:
             v = values[name]
             if not isinstance(v, int) or v < minimum:
                 raise bad(name, f"must be an integer >= {minimum}, got {v!r}")
+        timestamp_source = str(values["timestamp_source"]).strip().lower()
+        if timestamp_source not in ("receive", "header"):
+            raise bad("timestamp_source", f"must be 'receive' or 'header', got {values['timestamp_source']!r}")
+        duration = values["max_session_duration_s"]
+        if not isinstance(duration, (int, float)) or duration < 0:
+            raise bad("max_session_duration_s", f"must be >= 0, got {duration!r}")
+        max_session_bytes = values["max_session_bytes"]
+        if not isinstance(max_session_bytes, int) or max_session_bytes < 0:
+            raise bad("max_session_bytes", f"must be an integer >= 0, got {max_session_bytes!r}")
         compression = str(values["compression"]).strip().lower()
         if compression not in COMPRESSIONS:
             raise bad("compression", f"must be one of {', '.join(COMPRESSIONS)}, got {values['compression']!r}")
@@ -176,6 +205,9 @@ class BridgeConfig:
             topic_filter=topic_filter,
             qos_overrides=qos,
             on_error=on_error,
+            timestamp_source=timestamp_source,
+            max_session_duration_s=float(duration),
+            max_session_bytes=max_session_bytes,
             max_batch_size_bytes=values["max_batch_size_bytes"] or None,
             max_batch_size_records=values["max_batch_size_records"] or None,
             max_batch_age_s=float(values["max_batch_age_s"]),

@@ -9,6 +9,11 @@ Lifecycle transition → sequence (the mapping this node exists for):
   subscribe to the selected topics (and, every ``discovery_period_s``, to new ones).
 * deactivate: unsubscribe, flush everything received, finalize the session. Every
   received message is on the server before the transition returns SUCCESS.
+* while active, a split (``~/split_session``, ``max_session_duration_s``,
+  ``max_session_bytes``) finalizes the session and opens the next one without
+  unsubscribing: it runs on the executor thread, where the subscription callbacks run,
+  so every message goes to exactly one session (later sessions name their topics
+  ``<topic>_s<n>``, :mod:`mosaico_bridge.recorder`).
 * cleanup: close the connections (and the embedded server).
 * shutdown (from any state): flush and finalize first, then clean up.
 * error (an exception in a callback, the server lost): log the cause with its
@@ -21,7 +26,12 @@ upload run on the client's threads, never on the ROS executor thread. One memory
 (``max_inflight_bytes``) covers every topic from the callback to the server's
 acknowledgement; the counters (per topic, logged at every deactivate and on /diagnostics)
 reconcile as ``received == written + spooled + dropped + inflight`` (``inflight`` is 0
-after deactivate). Topics, converters and counters live in :class:`mosaico_bridge.recorder.Recorder`.
+after deactivate).
+
+Row timestamps (``timestamp_ns``) come from the node's ROS clock at receive time
+(``use_sim_time`` gives simulation time), or from the message's ``header.stamp`` with
+``timestamp_source: header``. Housekeeping timers (discovery, checks, /diagnostics) run on
+steady time, so they keep running while a simulation clock is paused. Topics, converters and counters live in :class:`mosaico_bridge.recorder.Recorder`.
 """
 
 from __future__ import annotations
@@ -32,12 +42,14 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Callable, Optional
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -49,7 +61,8 @@ from .conversion import ConversionError
 from .protocol.errors import InvalidArgumentError
 from .embedded import Connection, EmbeddedServerError, ServerConfig, connect_or_embed
 from .recorder import Recorder, warm_imports
-from .sources.live import LiveSource, ensure_type, ros_typestore
+from .sources.header_stamp import HeaderStampError, header_stamp_reader
+from .sources.live import LiveSource, Sink, ensure_type, ros_typestore
 
 NODE_NAME = "mosaico_bridge"
 
@@ -93,6 +106,11 @@ class BridgeNode(LifecycleNode):
         self._lock = threading.RLock()
         self.last_counters: dict[str, dict[str, int]] = {}
         self._pending_error: Optional[BaseException] = None
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._session_started = 0.0  # time.monotonic() when the open session was opened
+        from std_srvs.srv import Trigger
+
+        self._split_srv = self.create_service(Trigger, "~/split_session", self._on_split_request)
 
     # ================================================================ transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -186,6 +204,30 @@ class BridgeNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _activate(self) -> TransitionCallbackReturn:
+        assert self.config is not None
+        cfg = self.config
+        self._open_session()
+        assert self.writer is not None
+        self.source = LiveSource(self, cfg.topic_filter, self._on_new_topic, cfg.qos_overrides,
+                                 info=self.get_logger().info, now_ns=self._now_ns)
+        self.source.start()
+        self._timers = [
+            self._steady_timer(cfg.discovery_period_s, self._safe(self._discover)),
+            self._steady_timer(1.0, self._safe(self._check_and_publish)),
+        ]
+        self.get_logger().info(
+            f"active: sequence {self.sequence_name}, session {self.writer.session_locator}, "
+            f"{len(self.source.topics)} topics subscribed"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def _open_session(self) -> None:
+        """Open the next session of the sequence (creating the sequence the first time) and
+        its recorder.
+
+        Raises:
+            MosaicoError, ConnectionError: from the server.
+        """
         assert self.client is not None and self.config is not None
         cfg = self.config
         policy = SessionLevelErrorPolicy(cfg.on_error)
@@ -204,18 +246,60 @@ class BridgeNode(LifecycleNode):
         self.sessions += 1
         self.recorder = Recorder(writer, self._typestore, session=self.sessions,
                                  ros_metadata={"node": self.get_fully_qualified_name()})
-        self.source = LiveSource(self, cfg.topic_filter, self._on_new_topic, cfg.qos_overrides,
-                                 info=self.get_logger().info)
-        self.source.start()
-        self._timers = [
-            self.create_timer(cfg.discovery_period_s, self._safe(self._discover)),
-            self.create_timer(1.0, self._safe(self._check_and_publish)),
-        ]
-        self.get_logger().info(
-            f"active: sequence {self.sequence_name}, session {writer.session_locator}, "
-            f"{len(self.source.topics)} topics subscribed"
-        )
-        return TransitionCallbackReturn.SUCCESS
+        self._session_started = time.monotonic()
+
+    def split_session(self, reason: str) -> str:
+        """Finalize the open session and open the next one, keeping the subscriptions; every
+        subscribed topic gets its Mosaico topic in the new session (``<topic>_s<n>``).
+
+        Must run on the executor thread (service and timer callbacks do): no subscription
+        callback runs meanwhile, so each message is in exactly one session.
+
+        Returns:
+            The locator of the new session.
+
+        Raises:
+            RuntimeError: the node is not active, or a topic cannot be created again.
+            MosaicoError, ConnectionError: from the server.
+        """
+        with self._lock:
+            if self.writer is None or self.source is None:
+                raise RuntimeError("split_session: the node is not active")
+            old = self.writer
+            old.finalize()
+            self._log_counters(f"session {old.session_locator} finalized ({reason})")
+            self.writer = None
+            self._open_session()
+            assert self.writer is not None
+            for topic, msgtype in sorted(self.source.msgtypes.items()):
+                sink = self._on_new_topic(topic, msgtype)
+                if sink is None:
+                    raise RuntimeError(f"split_session: topic {topic} [{msgtype}] refused in the new session")
+                self.source.retarget(topic, sink)
+            locator = self.writer.session_locator
+            self.get_logger().info(f"session split ({reason}): now recording into session {locator}")
+            return str(locator)
+
+    def _on_split_request(self, request: Any, response: Any) -> Any:
+        """``~/split_session`` (std_srvs/srv/Trigger): success and the new session's locator,
+        or failure with the reason (not active). A server error applies ``on_error``."""
+        if self.writer is None or self.source is None:
+            response.success, response.message = False, "not active: nothing to split"
+            return response
+        try:
+            response.message = self.split_session("requested")
+            response.success = True
+        except Exception as exc:  # noqa: BLE001 - node boundary: every failure is logged and mapped
+            response.success, response.message = False, f"{type(exc).__name__}: {exc}"
+            self._fail_while_active(exc)
+        return response
+
+    def _now_ns(self) -> int:
+        """The node's ROS clock in ns (simulation time with use_sim_time)."""
+        return self.get_clock().now().nanoseconds
+
+    def _steady_timer(self, period_s: float, callback: Callable[[], None]):
+        return self.create_timer(period_s, callback, clock=self._steady)
 
     def _deactivate(self) -> TransitionCallbackReturn:
         self._stop_timers()
@@ -290,28 +374,48 @@ class BridgeNode(LifecycleNode):
         return wrapped
 
     # ================================================================ topics and timers
-    def _on_new_topic(self, topic: str, msgtype: str):
+    def _on_new_topic(self, topic: str, msgtype: str) -> Optional[Sink]:
         """A newly discovered topic: converter (plan built now, not on the first message),
-        Mosaico topic, DoPut stream; the sink is the writer's non-blocking push."""
-        assert self.recorder is not None
+        Mosaico topic, DoPut stream; the sink is the writer's non-blocking push (through the
+        header.stamp reader with ``timestamp_source: header``)."""
+        assert self.recorder is not None and self.config is not None
         try:
             ensure_type(self._typestore, msgtype)
             writer = self.recorder.add_topic(topic, msgtype)
         except (LookupError, ValueError, ConversionError, InvalidArgumentError) as exc:
             self.get_logger().warning(f"topic {topic} [{msgtype}] not recorded: {exc}")
             return None
-        return writer.push
+        push = writer.push
+        stamp = header_stamp_reader(msgtype, self._typestore, "cdr") if self.config.timestamp_source == "header" else None
+        if stamp is None:
+            return push
+
+        def push_header_stamped(receive_ns: int, serialized: bytes, receive_mono_ns: int) -> object:
+            try:
+                stamp_ns = stamp(serialized)
+            except HeaderStampError:
+                stamp_ns = receive_ns  # not plain CDR / truncated: the receive time, as documented
+            return push(stamp_ns, serialized, receive_mono_ns)
+
+        return push_header_stamped
 
     def _discover(self) -> None:
         if self.source is not None:
             self.source.discover()
 
     def _check_and_publish(self) -> None:
-        """1 Hz: raise a callback's or a writer's error (→ on_error), publish /diagnostics."""
+        """1 Hz: raise a callback's or a writer's error (→ on_error), split the session at
+        ``max_session_duration_s`` / ``max_session_bytes``, publish /diagnostics."""
         if self.source is not None and self.source.error is not None:
             raise self.source.error
         if self.recorder is not None:
             self.recorder.check()
+            cfg = self.config
+            if cfg is not None and self.writer is not None:
+                if cfg.max_session_duration_s and time.monotonic() - self._session_started >= cfg.max_session_duration_s:
+                    self.split_session(f"max_session_duration_s {cfg.max_session_duration_s:g} reached")
+                elif cfg.max_session_bytes and self.recorder.totals()["bytes"] >= cfg.max_session_bytes:
+                    self.split_session(f"max_session_bytes {cfg.max_session_bytes} reached")
         self._publish_diagnostics()
 
     def counters(self) -> dict[str, dict[str, int]]:
