@@ -18,7 +18,8 @@ SPLIT = f"{NODE}/split_session"
 
 
 def stored_numbers(port: int, sequence: str) -> tuple[int, list[list[int]]]:
-    """(number of sessions, the numbers stored in each session's /num topic, in session order)."""
+    """(number of sessions, the numbers stored in each session's /num topic, in session order;
+    [] for a session without it)."""
     from mosaico_bridge.client import MosaicoClient
 
     with MosaicoClient.connect("127.0.0.1", port) as client:
@@ -27,8 +28,7 @@ def stored_numbers(port: int, sequence: str) -> tuple[int, list[list[int]]]:
         out = []
         for n in range(1, len(sessions) + 1):
             th = client.topic_handler(sequence, "/num" if n == 1 else f"/num_s{n}")
-            assert th is not None, n
-            out.append([int(v) for v in th.read().column("data").to_pylist()])
+            out.append([int(v) for v in th.read().column("data").to_pylist()] if th is not None else [])
         return len(sessions), out
 
 
@@ -37,7 +37,8 @@ def finish(bridge, driver, total: int) -> None:
     split may finalize one meanwhile: then count again), then deactivate."""
     deadline = time.monotonic() + 90
     while True:
-        before = sum(c["/num"]["received"] for c in bridge.counters())
+        # a timed split may come before the first discovery: a session without /num
+        before = sum(c.get("/num", {}).get("received", 0) for c in bridge.counters())
         try:
             # start/result: ask() keeps its timeout for itself, the agent's wait gets this one
             driver.start("wait_received", node="mosaico_bridge", counts={"/num": total - before}, timeout=3)
@@ -71,7 +72,7 @@ def test_split_session_service_under_load_stores_every_message_once(server, proc
     assert all(len(n) >= 500 for n in numbers[:3]), [len(n) for n in numbers]
     assert [v for n in numbers for v in n] == list(range(total))  # each once, in order, no gap
     counters = bridge.counters()
-    assert [c["/num"]["written"] for c in counters] == [len(n) for n in numbers]
+    assert [c["/num"]["written"] for c in counters] == [len(n) for n in numbers]  # every session has /num
     assert all(c["/num"]["dropped"] == 0 for c in counters)
 
 

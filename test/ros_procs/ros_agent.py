@@ -28,6 +28,9 @@ Commands:
       (std_msgs/String "0".."n-1", reliable KEEP_ALL, once a subscriber is seen)
   {"cmd": "trigger", "service": "/mosaico_bridge/split_session"} -> {"success": b, "message": m}
       (a std_srvs/srv/Trigger call)
+  {"cmd": "diag_status", "node": "mosaico_bridge", "status": "spool", "key": "state", "value": "spooling"}
+      -> {"values": {key: value}} of the first status "<node>: <status>" published from now on
+      whose key has that value (any value if "value" is absent)
   {"cmd": "quit"}
 """
 
@@ -63,12 +66,14 @@ class Agent(Node):
     def __init__(self) -> None:
         super().__init__("test_agent")
         self.diag: dict[str, dict[str, int]] = {}
+        self.statuses: dict[str, dict[str, str]] = {}  # status name -> its latest values
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             node, _, topic = status.name.partition(": ")
             values = {kv.key: kv.value for kv in status.values}
+            self.statuses[status.name] = values
             if "received" in values:
                 self.diag.setdefault(node, {})[topic] = int(values["received"])
 
@@ -115,6 +120,17 @@ class Agent(Node):
             if all(got.get(t, 0) >= n for t, n in counts.items()):
                 return {"received": got}
         raise TimeoutError(f"diagnostics of {node} show {self.diag.get(node)} after {timeout} s, want {counts}")
+
+    def diag_status(self, node: str, status: str, key: str, value, timeout: float) -> dict:
+        name = f"{node}: {status}"
+        self.statuses.pop(name, None)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rclpy.spin_once(self, timeout_sec=0.2)
+            got = self.statuses.pop(name, None)
+            if got is not None and (value is None or got.get(key) == value):
+                return {"values": got}
+        raise TimeoutError(f"no status {name} with {key}={value} within {timeout} s")
 
     def wait_subscribers(self, pubs: dict, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -310,6 +326,9 @@ def main() -> int:
                 pub.publish(String(data=req["data"]))
                 agent.keep = getattr(agent, "keep", []) + [pub]
                 out = {"latched": req["topic"]}
+            elif cmd == "diag_status":
+                out = agent.diag_status(req["node"], req["status"], req.get("key", ""), req.get("value"),
+                                        req.get("timeout", 30))
             elif cmd == "clock":
                 out = agent.clock(req["sec"], req.get("nanosec", 0), req.get("count", 20))
             elif cmd == "stamped":
