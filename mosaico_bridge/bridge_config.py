@@ -68,7 +68,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "snapshot_duration_s": (30.0, "Snapshot mode: seconds of messages kept per topic, by receive time (> 0)."),
     "snapshot_max_bytes": (
         64 * 1024 * 1024,
-        "Snapshot mode: most bytes (serialized messages plus about 100 bytes each) kept per topic; the "
+        "Snapshot mode: most bytes (serialized messages plus 192 bytes each) kept per topic; the "
         "oldest messages go first (>= 1024).",
     ),
     "on_error": ("report", "On error: 'report' (notification + finalize what was received) or 'delete'."),

@@ -325,9 +325,12 @@ class BridgeNode(LifecycleNode):
 
     def _on_split_request(self, request: Any, response: Any) -> Any:
         """``~/split_session`` (std_srvs/srv/Trigger): success and the new session's locator,
-        or failure with the reason (not active). A server error applies ``on_error``."""
+        or failure with the reason (not active, server lost). A server error applies ``on_error``."""
         if self.writer is None or self.source is None:
             response.success, response.message = False, "not active: nothing to split"
+            return response
+        if self._offline:
+            response.success, response.message = False, "server lost: recording into the spool, split refused"
             return response
         try:
             response.message = self.split_session("requested")
@@ -775,7 +778,7 @@ def _drop_rows_held(client: MosaicoClient, sequence: str, arrows: Path, written:
         for batch in table.slice(min(extra, table.num_rows)).to_batches():
             out.write_batch(batch)
     os.replace(tmp, arrows)
-    log.info("spool %s: %d rows the server already holds left out", arrows, extra)
+    log.warning("spool %s: %d rows the server already holds left out", arrows, extra)
 
 
 def _make_executor():

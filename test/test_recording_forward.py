@@ -87,3 +87,39 @@ def test_server_killed_and_restarted_every_message_stored_once(procs, tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait(timeout=30)
+
+
+def test_spool_rows_the_restarted_server_already_holds_are_left_out(client, tmp_path):
+    """A server that stored rows whose acknowledgement was lost with the connection: the
+    spool starts at the first unacknowledged row, so that many rows are cut from its head
+    before the upload (real server, real Arrow IPC file)."""
+    import json
+
+    import pyarrow as pa
+    from rosbags.typesys import Stores, get_typestore
+
+    from mosaico_bridge.node import _drop_rows_held
+    from mosaico_bridge.recorder import Recorder
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    String = store.types["std_msgs/msg/String"]
+    with client.sequence_create("held", {}) as session:
+        tw = Recorder(session, store).add_topic("/num", "std_msgs/msg/String")
+        for i in range(10):  # the server holds 0..9; only 0..4 were acknowledged
+            tw.push(1000 + i, bytes(store.serialize_cdr(String(data=str(i)), "std_msgs/msg/String")))
+    table = client.topic_handler("held", "/num").read()
+    assert table.num_rows == 10
+    spooled = pa.Table.from_batches([b for b in table.slice(5).to_batches()])  # what the spool got: 5..9
+    extra = pa.Table.from_pylist([{**r, "timestamp_ns": 2000 + k, "data": str(10 + k)}
+                                  for k, r in enumerate(table.slice(0, 3).to_pylist())], schema=table.schema)
+    arrows = tmp_path / "held" / "SESSION" / "num.arrows"
+    arrows.parent.mkdir(parents=True)
+    with pa.OSFile(str(arrows), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as out:
+        out.write_table(pa.concat_tables([spooled, extra]))  # 5..12: 5..9 are on the server already
+    arrows.with_suffix(".json").write_text(json.dumps({"resource_locator": "held/num"}))
+    _drop_rows_held(client, "held", arrows, {"held/num": 5})
+    kept = pa.ipc.open_stream(arrows).read_all()
+    assert kept.column("data").to_pylist() == ["10", "11", "12"]
+    assert kept.schema == table.schema
+    _drop_rows_held(client, "held", arrows, {"held/num": 10})  # nothing beyond what was acknowledged
+    assert pa.ipc.open_stream(arrows).read_all().num_rows == 3

@@ -34,8 +34,8 @@ def test_snapshot_writes_the_last_messages_within_the_byte_budget(server, procs)
     driver.ask("wait_received", node="mosaico_bridge", counts={"/num": total}, timeout=60)
     held = driver.ask("diag_status", node="mosaico_bridge", status="/num", key="received", value=str(total))
     values = {k: int(v) for k, v in held["values"].items()}
-    # the budget holds: every message is charged its serialized size (>= 12 bytes) plus 100
-    assert 0 < values["held_bytes"] <= max_bytes and values["held"] * 112 <= max_bytes, values
+    # the budget holds: every message is charged its serialized size (>= 12 bytes) plus 192
+    assert 0 < values["held_bytes"] <= max_bytes and values["held"] * 204 <= max_bytes, values
     assert values["held"] + values["evicted"] == total, values
     answer = driver.ask("trigger", service=SNAPSHOT)
     assert answer["success"], answer
@@ -64,3 +64,29 @@ def test_snapshot_keeps_only_the_last_duration(server, procs):  # noqa: F811
     driver.ask("diag_status", node="mosaico_bridge", status="/num", key="held", value="50")
     assert driver.ask("trigger", service=SNAPSHOT)["success"]
     assert numbers(server.port, "snap_window", "/num") == list(range(50))
+
+
+@pytest.mark.parametrize("size", [16, 1000, 1_000_000])
+def test_snapshot_buffer_memory_stays_under_its_byte_budget(size):
+    """What the buffer really allocates (tracemalloc) stays within snapshot_max_bytes, for
+    tiny messages (where the per-message overhead dominates) as for large ones."""
+    import tracemalloc
+
+    from mosaico_bridge.recorder import SnapshotBuffer
+
+    budget = 4 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        buffer = SnapshotBuffer("std_msgs/msg/String", 3600 * 10**9, budget)
+        peak = 0
+        for i in range(3 * budget // (size + 16)):
+            buffer.push(1_800_000_000_000_000_000 + i, bytes([i % 256]) * size, 10**12 + i)  # ns-sized ints
+            if i % 256 == 0:
+                peak = max(peak, tracemalloc.get_traced_memory()[0] - start)
+        used = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert buffer.evicted > 0 and buffer.bytes <= budget
+    assert max(peak, used) <= budget + size, (peak, used, len(buffer))  # + the message being pushed
+    assert used >= 0.9 * buffer.bytes  # the accounting is not an overestimate either
