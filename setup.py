@@ -22,6 +22,7 @@ ROS_KILTED = [
     "ros-geometry-msgs==5.5.1",
     "ros-nav-msgs==5.5.1",
     "ros-diagnostic-msgs==5.5.1",
+    "ros-std-srvs==5.5.1",
 ]
 
 setup(

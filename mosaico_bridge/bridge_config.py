@@ -42,6 +42,35 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "Per-topic QoS overrides, JSON: {topic: {reliability: reliable|best_effort, "
         "durability: volatile|transient_local, depth: int}}. Otherwise the publishers' QoS is taken.",
     ),
+    "timestamp_source": (
+        "receive",
+        "Row timestamp_ns: 'receive' (the node's clock when the message is received; simulation time "
+        "with use_sim_time) or 'header' (the message's header.stamp when its type starts with a "
+        "std_msgs/Header, else the receive time).",
+    ),
+    "max_session_duration_s": (
+        0.0,
+        "Seconds after which the open session is finalized and the next one opened, without "
+        "unsubscribing (checked every second); 0: no limit. ~/split_session (std_srvs/Trigger) does it "
+        "on demand. Topics of later sessions are named <topic>_s<n>.",
+    ),
+    "max_session_bytes": (
+        0,
+        "Bytes (Arrow IPC, acknowledged by the server) of a session after which it is finalized and the "
+        "next one opened (checked every second); 0: no limit.",
+    ),
+    "mode": (
+        "record",
+        "'record': stream every message into the open session. 'snapshot': keep the last messages of each "
+        "topic in memory only (snapshot_duration_s, snapshot_max_bytes); ~/snapshot (std_srvs/Trigger) "
+        "writes them as a new session of the sequence and empties the buffers.",
+    ),
+    "snapshot_duration_s": (30.0, "Snapshot mode: seconds of messages kept per topic, by receive time (> 0)."),
+    "snapshot_max_bytes": (
+        64 * 1024 * 1024,
+        "Snapshot mode: most bytes (serialized messages plus 192 bytes each) kept per topic; the "
+        "oldest messages go first (>= 1024).",
+    ),
     "on_error": ("report", "On error: 'report' (notification + finalize what was received) or 'delete'."),
     "max_batch_size_bytes": (0, "Largest record batch in bytes; 0: 16 MiB. Never above 90% of the server's message limit."),
     "max_batch_size_records": (0, "Largest record batch in rows; 0: no row limit."),
@@ -56,6 +85,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "./mosaico_spool",
         "Where record batches go when the server can no longer take them (server lost, key revoked): "
         "Arrow IPC files per sequence/session/topic, so no received message is lost. Empty: no spool.",
+    ),
+    "reconnect_max_backoff_s": (
+        0.0,
+        "Store-and-forward: > 0 keeps recording to spool_dir when the server is lost while active, "
+        "retries the server with back-off (0.5 s doubling up to this many seconds), then uploads the spool "
+        "(as spool_upload does) and streams into a new session. 0: off (on_error is applied and the node "
+        "goes unconfigured). Needs spool_dir and a host.",
     ),
     "max_inflight_bytes": (
         256 * 1024 * 1024,
@@ -96,12 +132,19 @@ class BridgeConfig:
     topic_filter: TopicFilter
     qos_overrides: dict[str, QosOverride]
     on_error: str
+    mode: str
+    snapshot_duration_s: float
+    snapshot_max_bytes: int
+    timestamp_source: str
+    max_session_duration_s: float
+    max_session_bytes: int
     max_batch_size_bytes: Optional[int]
     max_batch_size_records: Optional[int]
     max_batch_age_s: float
     data_connections: int
     workers: Optional[int]
     spool_dir: Optional[str]
+    reconnect_max_backoff_s: float
     max_inflight_bytes: int
     compression: str
     connect_timeout_s: float
@@ -131,6 +174,27 @@ class BridgeConfig:
             v = values[name]
             if not isinstance(v, int) or v < minimum:
                 raise bad(name, f"must be an integer >= {minimum}, got {v!r}")
+        timestamp_source = str(values["timestamp_source"]).strip().lower()
+        if timestamp_source not in ("receive", "header"):
+            raise bad("timestamp_source", f"must be 'receive' or 'header', got {values['timestamp_source']!r}")
+        duration = values["max_session_duration_s"]
+        if not isinstance(duration, (int, float)) or duration < 0:
+            raise bad("max_session_duration_s", f"must be >= 0, got {duration!r}")
+        max_session_bytes = values["max_session_bytes"]
+        if not isinstance(max_session_bytes, int) or max_session_bytes < 0:
+            raise bad("max_session_bytes", f"must be an integer >= 0, got {max_session_bytes!r}")
+        mode = str(values["mode"]).strip().lower()
+        if mode not in ("record", "snapshot"):
+            raise bad("mode", f"must be 'record' or 'snapshot', got {values['mode']!r}")
+        window = values["snapshot_duration_s"]
+        if not isinstance(window, (int, float)) or window <= 0:
+            raise bad("snapshot_duration_s", f"must be > 0, got {window!r}")
+        snapshot_bytes = values["snapshot_max_bytes"]
+        if not isinstance(snapshot_bytes, int) or snapshot_bytes < 1024:
+            raise bad("snapshot_max_bytes", f"must be an integer >= 1024, got {snapshot_bytes!r}")
+        backoff = values["reconnect_max_backoff_s"]
+        if not isinstance(backoff, (int, float)) or backoff < 0:
+            raise bad("reconnect_max_backoff_s", f"must be >= 0, got {backoff!r}")
         compression = str(values["compression"]).strip().lower()
         if compression not in COMPRESSIONS:
             raise bad("compression", f"must be one of {', '.join(COMPRESSIONS)}, got {values['compression']!r}")
@@ -176,12 +240,19 @@ class BridgeConfig:
             topic_filter=topic_filter,
             qos_overrides=qos,
             on_error=on_error,
+            mode=mode,
+            snapshot_duration_s=float(window),
+            snapshot_max_bytes=snapshot_bytes,
+            timestamp_source=timestamp_source,
+            max_session_duration_s=float(duration),
+            max_session_bytes=max_session_bytes,
             max_batch_size_bytes=values["max_batch_size_bytes"] or None,
             max_batch_size_records=values["max_batch_size_records"] or None,
             max_batch_age_s=float(values["max_batch_age_s"]),
             data_connections=values["data_connections"],
             workers=values["workers"] or None,
             spool_dir=str(values["spool_dir"]).strip() or None,
+            reconnect_max_backoff_s=float(backoff),
             max_inflight_bytes=values["max_inflight_bytes"],
             compression=compression,
             connect_timeout_s=float(values["connect_timeout_s"]),

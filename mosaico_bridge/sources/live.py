@@ -1,11 +1,14 @@
 """Live subscriptions as a source of serialized messages (rclpy, ``raw=True``).
 
 The subscription callback does the least work possible: it stamps the serialized
-message with its receive time (wall clock for the row's ``timestamp_ns``, monotonic for
-latency) and hands it to the topic's sink, a :meth:`TopicWriter.push` that only appends
-to the topic's buffer and never waits (a message over the memory budget is dropped and
-counted there). Conversion to Arrow and upload run on the client's threads, never on the
-ROS executor thread.
+message with its receive time (the row's ``timestamp_ns``, from the clock the source is
+given: the node's ROS clock, so ``use_sim_time`` gives simulation time as in every ROS
+tool; monotonic for latency) and hands it to the topic's sink, a :meth:`TopicWriter.push`
+that only appends to the topic's buffer and never waits (a message over the memory
+budget is dropped and counted there). Conversion to Arrow and upload run on the client's
+threads, never on the ROS executor thread. A topic's sink can be replaced while
+subscribed (:meth:`LiveSource.retarget`, used to split sessions): the callback reads it
+at each message.
 
 QoS: like rosbag2, a subscription takes the reliability and durability its publishers
 offer (reliable only if every publisher is reliable, transient-local only if every
@@ -150,6 +153,8 @@ class LiveSource:
             MosaicoError, which the source keeps in :attr:`error`.
         qos_overrides: ``{topic: QosOverride}``.
         info: where to report subscriptions and skipped topics (default: this module's logger).
+        now_ns: the receive clock in ns (default: ``time.time_ns``, wall clock since the
+            Unix epoch); the node passes its ROS clock.
     """
 
     def __init__(
@@ -159,6 +164,7 @@ class LiveSource:
         on_topic: Callable[[str, str], Optional[Sink]],
         qos_overrides: Optional[dict] = None,
         info: Optional[Callable[[str], None]] = None,
+        now_ns: Optional[Callable[[], int]] = None,
     ) -> None:
         self.node = node
         self._info = info or log.info
@@ -167,6 +173,9 @@ class LiveSource:
         self.qos_overrides = qos_overrides or {}
         self.skipped: dict[str, str] = {}
         self._subs: dict[str, object] = {}
+        self._sinks: dict[str, list[Sink]] = {}  # topic -> one-element cell read by its callback
+        self.msgtypes: dict[str, str] = {}  # subscribed topic -> its message type
+        self._now_ns = now_ns or time.time_ns
         self._error: Optional[BaseException] = None
 
     # ------------------------------------------------------------ lifecycle
@@ -179,6 +188,19 @@ class LiveSource:
         for _topic, sub in list(self._subs.items()):
             self.node.destroy_subscription(sub)
         self._subs.clear()
+        self._sinks.clear()
+        self.msgtypes.clear()
+
+    def retarget(self, topic: str, sink: Sink) -> None:
+        """Send the next messages of the subscribed ``topic`` to ``sink``.
+
+        Called on the executor thread (as the callbacks are), no message is given to both
+        sinks nor to neither.
+
+        Raises:
+            KeyError: ``topic`` is not subscribed.
+        """
+        self._sinks[topic][0] = sink
 
     @property
     def error(self) -> Optional[BaseException]:
@@ -212,20 +234,23 @@ class LiveSource:
                 self.skipped[topic] = "refused by the writer"
                 continue
             qos = adapted_qos(self.node, topic, self.qos_overrides.get(topic))
+            cell = [sink]
+            self._sinks[topic] = cell
+            self.msgtypes[topic] = msgtype
             self._subs[topic] = self.node.create_subscription(
-                cls, topic, self._callback_for(sink), qos, raw=True
+                cls, topic, self._callback_for(cell), qos, raw=True
             )
             self._info(f"recording {topic} [{msgtype}] ({qos.reliability.name}, {qos.durability.name}, {qos.history.name})")
             new.append(topic)
         return new
 
     # ------------------------------------------------------------ data path
-    def _callback_for(self, sink: Sink) -> Callable[[bytes], None]:
-        wall, mono = time.time_ns, time.monotonic_ns
+    def _callback_for(self, cell: list[Sink]) -> Callable[[bytes], None]:
+        now, mono = self._now_ns, time.monotonic_ns
 
         def callback(serialized: bytes) -> None:
             try:
-                sink(wall(), serialized, mono())
+                cell[0](now(), serialized, mono())
             except (RuntimeError, MosaicoError) as exc:  # reported to the node at its next check
                 if self._error is None:
                     self._error = exc

@@ -20,6 +20,17 @@ Commands:
       (one std_msgs/String on a topic advertised with that type)
   {"cmd": "latch", "topic": t, "data": "text"} -> {"latched": t}
       (a transient-local std_msgs/String publisher that publishes once and stays alive)
+  {"cmd": "clock", "sec": 1000000, "nanosec": 0, "count": 20} -> {"clock_ns": n}
+      (rosgraph_msgs/Clock on /clock, count times 20 ms apart, once a subscriber is seen)
+  {"cmd": "stamped", "topic": t, "sec": s, "nanosec": n} -> {"published": t}
+      (one geometry_msgs/PointStamped with that header.stamp, advertised on first use)
+  {"cmd": "numbered", "topic": t, "count": n, "rate": hz} -> {"published": n}
+      (std_msgs/String "0".."n-1", reliable KEEP_ALL, once a subscriber is seen)
+  {"cmd": "trigger", "service": "/mosaico_bridge/split_session"} -> {"success": b, "message": m}
+      (a std_srvs/srv/Trigger call)
+  {"cmd": "diag_status", "node": "mosaico_bridge", "status": "spool", "key": "state", "value": "spooling"}
+      -> {"values": {key: value}} of the first status "<node>: <status>" published from now on
+      whose key has that value (any value if "value" is absent)
   {"cmd": "quit"}
 """
 
@@ -55,12 +66,14 @@ class Agent(Node):
     def __init__(self) -> None:
         super().__init__("test_agent")
         self.diag: dict[str, dict[str, int]] = {}
+        self.statuses: dict[str, dict[str, str]] = {}  # status name -> its latest values
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             node, _, topic = status.name.partition(": ")
             values = {kv.key: kv.value for kv in status.values}
+            self.statuses[status.name] = values
             if "received" in values:
                 self.diag.setdefault(node, {})[topic] = int(values["received"])
 
@@ -107,6 +120,17 @@ class Agent(Node):
             if all(got.get(t, 0) >= n for t, n in counts.items()):
                 return {"received": got}
         raise TimeoutError(f"diagnostics of {node} show {self.diag.get(node)} after {timeout} s, want {counts}")
+
+    def diag_status(self, node: str, status: str, key: str, value, timeout: float) -> dict:
+        name = f"{node}: {status}"
+        self.statuses.pop(name, None)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rclpy.spin_once(self, timeout_sec=0.2)
+            got = self.statuses.pop(name, None)
+            if got is not None and (value is None or got.get(key) == value):
+                return {"values": got}
+        raise TimeoutError(f"no status {name} with {key}={value} within {timeout} s")
 
     def wait_subscribers(self, pubs: dict, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -174,6 +198,59 @@ class Agent(Node):
             if delay > 0:
                 time.sleep(delay)
         return {"published": len(sha), "failed": failed, "sha1": sha}
+
+
+    def clock(self, sec: int, nanosec: int, count: int) -> dict:
+        from rosgraph_msgs.msg import Clock
+
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        pub = self.create_publisher(Clock, "/clock", qos)
+        self.wait_subscribers({"/clock": pub})
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = sec, nanosec
+        for _ in range(count):
+            pub.publish(msg)
+            time.sleep(0.02)
+        self.keep = getattr(self, "keep", []) + [pub]
+        return {"clock_ns": sec * 1_000_000_000 + nanosec}
+
+    def stamped(self, topic: str, sec: int, nanosec: int) -> dict:
+        from geometry_msgs.msg import PointStamped
+
+        pubs = self.__dict__.setdefault("stamped_pubs", {})
+        if topic not in pubs:
+            pubs[topic] = self.create_publisher(PointStamped, topic, QoSProfile(depth=10))
+            self.wait_subscribers({topic: pubs[topic]})
+        msg = PointStamped()
+        msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id = sec, nanosec, "map"
+        msg.point.x = float(sec)
+        pubs[topic].publish(msg)
+        return {"published": topic}
+
+    def numbered(self, topic: str, count: int, rate: float) -> dict:
+        from std_msgs.msg import String
+
+        qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+        pub = self.create_publisher(String, topic, qos)
+        self.wait_subscribers({topic: pub})
+        start = time.monotonic()
+        for i in range(count):
+            pub.publish(String(data=str(i)))
+            delay = start + (i + 1) / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        self.keep = getattr(self, "keep", []) + [pub]
+        return {"published": count}
+
+    def trigger(self, service: str, timeout: float) -> dict:
+        from std_srvs.srv import Trigger
+
+        cli = self.create_client(Trigger, service)
+        try:
+            res = self.call(cli, Trigger.Request(), timeout)
+        finally:
+            self.destroy_client(cli)
+        return {"success": bool(res.success), "message": res.message}
 
 
 _KILTED = None
@@ -249,6 +326,17 @@ def main() -> int:
                 pub.publish(String(data=req["data"]))
                 agent.keep = getattr(agent, "keep", []) + [pub]
                 out = {"latched": req["topic"]}
+            elif cmd == "diag_status":
+                out = agent.diag_status(req["node"], req["status"], req.get("key", ""), req.get("value"),
+                                        req.get("timeout", 30))
+            elif cmd == "clock":
+                out = agent.clock(req["sec"], req.get("nanosec", 0), req.get("count", 20))
+            elif cmd == "stamped":
+                out = agent.stamped(req["topic"], req["sec"], req.get("nanosec", 0))
+            elif cmd == "numbered":
+                out = agent.numbered(req["topic"], req["count"], req.get("rate", 1000))
+            elif cmd == "trigger":
+                out = agent.trigger(req["service"], req.get("timeout", 60))
             elif cmd == "images":
                 out = agent.images(req["topic"], req["hz"], req["seconds"], req["width"], req["height"])
             else:
