@@ -28,14 +28,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datafusion
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import datafusion
 
 from ..protocol.errors import ErrorKind
 from ..protocol.query import (
@@ -64,6 +66,15 @@ __all__ = [
 ]
 
 TIMESTAMP = "timestamp_ns"
+
+
+def _session() -> "datafusion.SessionContext":
+    """A DataFusion session; the engine is imported on the first query (it costs ~0.5 s of
+    start-up that a server that never answers a query, e.g. the one inside bag_import,
+    should not pay)."""
+    import datafusion
+
+    return datafusion.SessionContext()
 
 #: Default row-group size of :func:`write_parquet_chunk`, in rows.
 DEFAULT_ROW_GROUP_ROWS = 16384
@@ -583,7 +594,7 @@ class _TopicScan:
             ctx.deregister_table(name)
 
     def any_row(self) -> bool:
-        ctx = datafusion.SessionContext()
+        ctx = _session()
         for i, (path, _) in enumerate(self.fragments):
             self.stats.files_scanned += 1
             if self._sql(ctx, i, path, "1 AS hit", " LIMIT 1").num_rows:
@@ -591,7 +602,7 @@ class _TopicScan:
         return False
 
     def timestamps(self) -> np.ndarray:
-        ctx = datafusion.SessionContext()
+        ctx = _session()
         parts = []
         for i, (path, _) in enumerate(self.fragments):
             self.stats.files_scanned += 1
