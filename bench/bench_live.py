@@ -44,7 +44,7 @@ REPO = HERE.parent
 PY = sys.executable
 sys.path.insert(0, str(REPO))
 
-from live_load import MSGTYPES  # noqa: E402
+from live_load import MSGTYPES
 
 
 def _small() -> list[tuple[str, str, float]]:

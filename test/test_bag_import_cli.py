@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, run_cli, shared_bag
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
-
-from conftest import free_port, run_cli, shared_bag
 
 CLI = "mosaico_bridge.cli.bag_import"
 

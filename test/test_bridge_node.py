@@ -12,11 +12,10 @@ import time
 
 import pytest
 import yaml
-from rosbags.highlevel import AnyReader
-from rosbags.typesys import Stores, get_typestore
-
 from conftest import REPO, free_port, shared_bag
 from ros_util import Agent, BridgeProcess
+from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
 
 pytest.importorskip("rclpy")
 mosaicolabs = pytest.importorskip("mosaicolabs")
@@ -429,6 +428,7 @@ def test_server_lost_while_active_fails_cleanly(procs, tmp_path, acks):
         assert sidecar["resource_locator"] == "lost/imu/data" and sidecar["ontology_tag"] == "IMU"
         # once a server is back, spool_upload sends the spool as a new session of the sequence
         from conftest import run_cli
+
         from mosaico_bridge.server import MosaicoServer
 
         with MosaicoServer.start_background(tmp_path / "r", host="127.0.0.1", port=0) as back:

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import free_port
 from rosbags.typesys import Stores, get_typestore
 
 from mosaico_bridge.client import (
@@ -21,7 +22,6 @@ from mosaico_bridge.client import (
 )
 from mosaico_bridge.conversion import make_converter
 from mosaico_bridge.server import MosaicoServer
-from conftest import free_port
 
 TS = get_typestore(Stores.ROS2_KILTED)
 
@@ -333,7 +333,11 @@ def test_written_counts_per_batch_acknowledgements_before_the_end_of_stream(tmp_
 
 
 def test_connect_or_embed(tmp_path, server):
-    from mosaico_bridge.embedded import EmbeddedServerError, ServerConfig, connect_or_embed
+    from mosaico_bridge.embedded import (
+        EmbeddedServerError,
+        ServerConfig,
+        connect_or_embed,
+    )
 
     conv = make_converter("std_msgs/msg/String", TS)
     # no host: the embedded server on root, closed with the client

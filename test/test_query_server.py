@@ -16,10 +16,15 @@ from rosbags.highlevel import AnyReader
 
 pytest.importorskip("mosaicolabs")
 
-from mosaico_bridge.client import InvalidArgumentError, MosaicoClient  # noqa: E402
-from mosaico_bridge.client.query import IMU, QueryOntologyCatalog, QuerySequence, QueryTopic  # noqa: E402
-from mosaico_bridge.importer import import_bags  # noqa: E402
-from mosaico_bridge.server import MosaicoServer  # noqa: E402
+from mosaico_bridge.client import InvalidArgumentError, MosaicoClient
+from mosaico_bridge.client.query import (
+    IMU,
+    QueryOntologyCatalog,
+    QuerySequence,
+    QueryTopic,
+)
+from mosaico_bridge.importer import import_bags
+from mosaico_bridge.server import MosaicoServer
 
 HUSKY = "ros1_husky_imu_odom_gps/husky_imu_odom_gps.bag"
 NAV2 = "ros2_mcap_nav2_turtlebot/nav2_turtlebot.mcap"

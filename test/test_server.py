@@ -18,16 +18,15 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
-
-from conftest import wait_until
-
 import wire_bodies as wire
+from conftest import wait_until
+from pyarrow import flight
+
 from mosaico_bridge.server import MosaicoServer, MosaicoStore
 
 mosaicolabs = pytest.importorskip("mosaicolabs")
-from mosaicolabs import (  # noqa: E402
+from mosaicolabs import (
     IMU,
     Floating64,
     Message,

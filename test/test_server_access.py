@@ -11,12 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.flight as flight
 import pytest
-
-from conftest import free_port, wait_until
-
 import wire_bodies as wire
+from conftest import free_port, wait_until
+from pyarrow import flight
+
 from mosaico_bridge.protocol import auth as pauth
 from mosaico_bridge.server import MosaicoServer, Permission
 

@@ -20,19 +20,19 @@ import tempfile
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
+from pyarrow import flight
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+import wire_bodies as wire
+from conftest import wait_until
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_server import SCHEMA, rows
 
-import wire_bodies as wire  # noqa: E402
-from conftest import wait_until  # noqa: E402
-from mosaico_bridge.protocol import auth as pauth  # noqa: E402
-from mosaico_bridge.protocol.errors import ErrorKind, kind_of  # noqa: E402
-from mosaico_bridge.server import MosaicoServer, Permission  # noqa: E402
-from test_server import SCHEMA, rows  # noqa: E402
+from mosaico_bridge.protocol import auth as pauth
+from mosaico_bridge.protocol.errors import ErrorKind, kind_of
+from mosaico_bridge.server import MosaicoServer, Permission
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("MOSAICO_FUZZ_EXAMPLES", "2000"))

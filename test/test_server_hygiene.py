@@ -12,16 +12,15 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
-
-from conftest import free_port
-
 import wire_bodies as wire
-from mosaico_bridge.protocol.errors import InvalidArgumentError
-from mosaico_bridge.server import MosaicoServer, MosaicoStore, Permission
+from conftest import free_port
+from pyarrow import flight
 from test_server import SCHEMA, act, make_topic, put, rows
 from test_server_reliability import ServerProcess, read_in_subprocess
+
+from mosaico_bridge.protocol.errors import InvalidArgumentError
+from mosaico_bridge.server import MosaicoServer, MosaicoStore, Permission
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -266,7 +265,6 @@ def test_bad_store_marker_is_one_line_exit_2(tmp_path, content):
 
 def test_every_store_compression_reads_back_equal_through_the_sdk(tmp_path):
     from mosaicolabs import MosaicoClient
-
     from test_server import check_read_back, write_run
 
     sizes = {}

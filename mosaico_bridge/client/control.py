@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from ..protocol import messages as msg
 from ..protocol.errors import AuthenticationError
@@ -45,7 +46,7 @@ class ControlConnection:
     def options(self) -> flight.FlightCallOptions:
         return flight.FlightCallOptions(timeout=self.timeout)
 
-    def request(self, request: msg.Request) -> Optional[dict[str, Any]]:
+    def request(self, request: msg.Request) -> dict[str, Any] | None:
         """Send a typed request (DoAction ``request.ACTION``); return the reply's
         ``response`` object, or None when the server sent none (``docs/protocol.md`` § DoAction).
 
@@ -56,7 +57,7 @@ class ControlConnection:
         """
         return self.do_action(request.ACTION, request.body())
 
-    def do_action(self, name: str, body: bytes) -> Optional[dict[str, Any]]:
+    def do_action(self, name: str, body: bytes) -> dict[str, Any] | None:
         """Run the DoAction ``name`` with a JSON ``body``; return the reply's ``response``.
 
         Raises: as :meth:`request`.

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import pyarrow as pa
 
@@ -30,8 +31,8 @@ class SpoolFile:
         self.schema = schema
         self._sidecar = dict(sidecar)
         self._lock = threading.Lock()
-        self._sink: Optional[Any] = None
-        self._writer: Optional[pa.ipc.RecordBatchStreamWriter] = None
+        self._sink: Any | None = None
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch, reason: str) -> None:

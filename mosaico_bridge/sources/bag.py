@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.typesys import Stores, get_typestore
@@ -97,8 +97,8 @@ class BagSource:
     def __init__(
         self,
         paths: Sequence[Path | str],
-        topic_filter: Optional[TopicFilter] = None,
-        timestamp: Optional[str] = None,
+        topic_filter: TopicFilter | None = None,
+        timestamp: str | None = None,
     ) -> None:
         if not paths:
             raise BagSourceError("no bag given")
@@ -108,12 +108,12 @@ class BagSource:
         if self.timestamp not in TIMESTAMP_SOURCES:
             raise ValueError(f"timestamp source must be one of {', '.join(TIMESTAMP_SOURCES)}, got {self.timestamp!r}")
         self._stamp_readers: dict[str, object] = {}
-        self._reader: Optional[AnyReader] = None
+        self._reader: AnyReader | None = None
         self.topics: dict[str, BagTopic] = {}
         self.skipped_topics: list[str] = []
 
     # ---------------------------------------------------------------- lifecycle
-    def open(self) -> "BagSource":
+    def open(self) -> BagSource:
         for path in self.paths:
             if not path.exists():
                 raise BagSourceError(f"bag not found: {path}")
@@ -132,7 +132,7 @@ class BagSource:
             self._reader.close()
             self._reader = None
 
-    def __enter__(self) -> "BagSource":
+    def __enter__(self) -> BagSource:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:

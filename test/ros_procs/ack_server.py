@@ -21,8 +21,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's mosaico_bridge
 
-from mosaico_bridge.protocol.descriptors import PutAck  # noqa: E402
-from mosaico_bridge.server import MosaicoServer  # noqa: E402
+from mosaico_bridge.protocol.descriptors import PutAck
+from mosaico_bridge.server import MosaicoServer
 
 
 class AckingServer(MosaicoServer):
