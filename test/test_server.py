@@ -562,7 +562,7 @@ def test_cli_bad_root(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(blocker / "sub"), "--port", "0"],
         cwd=REPO, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -250,7 +250,7 @@ def test_bad_store_marker_is_one_line_exit_2(tmp_path, content):
     (root / "MOSAICO_STORE").write_text(content)
     proc = subprocess.run(
         [sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(root), "--port", "0"],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
     )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
