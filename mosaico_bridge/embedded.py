@@ -17,6 +17,8 @@ from .protocol import names
 from .protocol.errors import MosaicoError
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from .server import MosaicoServer
 
 log = logging.getLogger("mosaico_bridge.embedded")
@@ -79,7 +81,7 @@ class Connection:
                 self.server.stop()
                 self.server = None
 
-    def __enter__(self) -> Connection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

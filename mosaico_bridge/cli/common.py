@@ -14,11 +14,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..protocol.messages import MAX_JSON_DEPTH
+
+if TYPE_CHECKING:
+    from typing import Self
 
 
 class CliError(Exception):
@@ -151,7 +154,7 @@ class StopSignals:
         self._on_force = on_force
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> StopSignals:
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)

@@ -39,6 +39,8 @@ from .sequence_writer import (
 from .transport import Transport, check_compression
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from .query import QueryResult
 
 log = logging.getLogger("mosaico_bridge.client")
@@ -199,7 +201,7 @@ class MosaicoClient:
             **kwargs,
         )
 
-    def __enter__(self) -> MosaicoClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

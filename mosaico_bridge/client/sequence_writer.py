@@ -25,7 +25,7 @@ import enum
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -37,6 +37,9 @@ from .scheduler import BatchScheduler
 from .spool import Spool
 from .topic_writer import BatchConverter, TopicWriter
 from .transport import Transport, check_compression, put_options
+
+if TYPE_CHECKING:
+    from typing import Self
 
 log = logging.getLogger("mosaico_bridge.client")
 
@@ -120,7 +123,7 @@ class SequenceWriter:
     def state(self) -> WriterState:
         return self._state
 
-    def open(self) -> SequenceWriter:
+    def open(self) -> Self:
         """Create the sequence (unless updating one) and a session on it.
 
         Raises:
@@ -146,7 +149,7 @@ class SequenceWriter:
         log.info("sequence %s: session %s open", self.sequence_name, self.session_locator)
         return self
 
-    def __enter__(self) -> SequenceWriter:
+    def __enter__(self) -> Self:
         return self.open()
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:

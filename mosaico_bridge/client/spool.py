@@ -48,7 +48,7 @@ class SpoolFile:
                 tmp = self.path.with_suffix(".json.tmp")
                 tmp.write_text(json.dumps(sidecar, indent=1), encoding="utf-8")
                 os.replace(tmp, self.path.with_suffix(".json"))
-                self._sink = open(self.path, "ab")
+                self._sink = open(self.path, "ab")  # noqa: SIM115 - stays open across batches; closed in close()
                 self._writer = pa.ipc.new_stream(self._sink, self.schema)
             assert self._sink is not None
             self._writer.write_batch(batch)

@@ -151,7 +151,7 @@ class ApiKeyRecord:
     @classmethod
     def from_json(cls, item: Any) -> ApiKeyRecord:
         if not isinstance(item, dict):
-            raise ValueError("key record is not an object")
+            raise ValueError("key record is not an object")  # noqa: TRY004 - malformed stored JSON is a ValueError, which callers catch
         fingerprint = item.get("fingerprint")
         if not isinstance(fingerprint, str) or not pauth.API_KEY_FINGERPRINT_RE.match(fingerprint):
             raise ValueError("key record has no valid fingerprint")
@@ -160,7 +160,7 @@ class ApiKeyRecord:
             raise ValueError(f"key {fingerprint}: unsupported hash")
         for name in ("n", "r", "p"):
             if not isinstance(digest.get(name), int):
-                raise ValueError(f"key {fingerprint}: scrypt parameter {name} missing")
+                raise ValueError(f"key {fingerprint}: scrypt parameter {name} missing")  # noqa: TRY004 - malformed stored JSON is a ValueError, which callers catch
         bytes.fromhex(str(digest.get("salt", "")))
         bytes.fromhex(str(digest.get("digest", "")))
         expires = item.get("expires_at_ns")

@@ -369,7 +369,7 @@ def load_notifications(directory: Path) -> list:
         return []
     items = read_json(path)
     if not isinstance(items, list):
-        raise ValueError(f"{NOTIFICATIONS_FILE} is not a list")
+        raise ValueError(f"{NOTIFICATIONS_FILE} is not a list")  # noqa: TRY004 - malformed stored JSON is a ValueError, which callers catch
     return items
 
 

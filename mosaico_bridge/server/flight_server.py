@@ -36,7 +36,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pyarrow import flight
@@ -72,6 +72,9 @@ from mosaico_bridge.server.boundary import _SchemaRefusal, _translated
 from mosaico_bridge.server.chunks import DEFAULT_COMPRESSION
 from mosaico_bridge.server.query_actions import QUERY_ACTIONS, QueryService
 from mosaico_bridge.server.store import MosaicoStore
+
+if TYPE_CHECKING:
+    from typing import Self
 
 logger = logging.getLogger("mosaico_bridge.server")
 
@@ -323,7 +326,7 @@ class MosaicoServer(flight.FlightServerBase):
             self._thread.join()
         logger.info("Mosaico server on port %s stopped", self.port)
 
-    def __enter__(self) -> MosaicoServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
