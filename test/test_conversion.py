@@ -727,7 +727,7 @@ def test_every_type_of_a_standard_typestore_converts(store_name):
                     row.pop("timestamp_ns")
                     decoded = deserialize(store, raw, msgtype, encoding)
                     assert same(row, expected_generic_row(store, msgtype, decoded)), msgtype
-        except Exception as exc:  # collect, to report every failing type at once
+        except Exception as exc:  # noqa: BLE001 - collect, to report every failing type at once
             failures.append(f"{msgtype}: {exc!r}")
     assert not failures, "\n".join(failures)
 

@@ -277,8 +277,11 @@ def test_random_record_batches_against_doput(fz):
             assert answer["kind"] and answer["kind"] != "internal", answer
         # whatever happened to the client, the server answers and holds all or nothing
         list(fz.client.do_action(flight.Action("info", b"{}"), fz.opts))
-        info = wait_until(lambda: (lambda t: None if t.writing else t)(store.get_topic(locator)), timeout=30,
-                          what="the DoPut to end")
+        def finished_topic():
+            t = store.get_topic(locator)
+            return None if t.writing else t
+
+        info = wait_until(finished_topic, timeout=30, what="the DoPut to end")
         rows_sent = answer["rows"] if answer and answer["sent"] else None
         assert info.row_count == 0 or info.row_count == rows_sent, (info.row_count, answer)
         held[locator] = info.row_count

@@ -224,7 +224,7 @@ def test_unsorted_topic_is_merged_in_bounded_memory(tmp_path):
 
 
 def test_merge_is_stable_for_equal_timestamps(raw, srv):
-    session_uuid, topic_uuid = make_topic(raw, "st", "/t")
+    _session_uuid, _topic_uuid = make_topic(raw, "st", "/t")
     srv_topic = srv.store.get_topic("st/t")
     w = srv.store.open_writer("st/t", srv_topic.uuid, SCHEMA)
     w.write(rows([5, 5, 7], start_order=0))
@@ -275,9 +275,11 @@ def test_every_store_compression_reads_back_equal_through_the_sdk(tmp_path):
                 check_read_back(client, "comp", expected)
             sizes[comp] = sum(p.stat().st_size for p in (tmp_path / comp).rglob("chunk-*.arrows"))
         # and after a restart, from the files alone
-        with MosaicoServer.start_background(tmp_path / comp, port=0) as server:
-            with MosaicoClient.connect("127.0.0.1", server.port, timeout=10) as client:
-                check_read_back(client, "comp", expected)
+        with (
+            MosaicoServer.start_background(tmp_path / comp, port=0) as server,
+            MosaicoClient.connect("127.0.0.1", server.port, timeout=10) as client,
+        ):
+            check_read_back(client, "comp", expected)
     assert sizes["lz4"] < sizes["none"] and sizes["zstd"] < sizes["none"], sizes
     with pytest.raises(ValueError, match="store_compression"):
         MosaicoStore(tmp_path / "x", compression="gzip")
