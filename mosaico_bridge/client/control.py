@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -69,7 +69,7 @@ class ControlConnection:
             raise translate(name, exc) from None
         return msg.parse_response(name, bodies)
 
-    def result_bodies(self, name: str, payload: dict[str, Any]) -> list[bytes]:
+    def result_bodies(self, name: str, payload: Mapping[str, Any]) -> list[bytes]:
         """Run the DoAction ``name`` with a JSON ``payload``; return the raw Result bodies
         (for paged replies, one envelope per Result).
 

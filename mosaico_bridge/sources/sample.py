@@ -131,6 +131,6 @@ def write_sample_bag(path: Path) -> Path:
         conns = {
             topic: writer.add_connection(topic, msgtype, typestore=ts) for topic, (msgtype, _rate) in TOPICS.items()
         }
-        for t_ns, topic, msg in events:
-            writer.write(conns[topic], t_ns, ts.serialize_cdr(msg, TOPICS[topic][0]))
+        for t_ns, topic, message in events:
+            writer.write(conns[topic], t_ns, ts.serialize_cdr(message, TOPICS[topic][0]))
     return path
