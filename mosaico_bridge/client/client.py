@@ -373,7 +373,7 @@ class MosaicoClient:
         except NotFoundError:
             return False
 
-    def _cached_handler(self, cache: dict, locator: str, build):
+    def _cached_handler(self, cache: dict[str, Any], locator: str, build):
         """The cached handler of ``locator``, or ``build(FlightInfo)`` stored in ``cache``;
         None if the server refuses to describe the resource (not found, or any other
         refusal, as the Mosaico client design specifies)."""

@@ -190,7 +190,7 @@ def _getter(path: str | None) -> Callable[[Any], Any] | None:
     return attrgetter(path) if path else None
 
 
-def _values(getter: Callable[[Any], Any] | None, objs: Sequence[Any]) -> list:
+def _values(getter: Callable[[Any], Any] | None, objs: Sequence[Any]) -> list[Any]:
     return list(map(getter, objs)) if getter is not None else list(objs)
 
 
@@ -314,7 +314,7 @@ def _numeric(value: Any) -> np.ndarray:
     raise ColumnarUnsupported(f"expected a primitive field, got {type(value).__name__}")
 
 
-def _row_any_positive(value: Any, n: int) -> tuple:
+def _row_any_positive(value: Any, n: int) -> tuple[Any, ...]:
     """(valid rows: some entry > 0, row lengths, flat float64 values) of a numeric array field."""
     if isinstance(value, np.ndarray) and value.ndim == 2:
         matrix = value.astype(np.float64, copy=False)
@@ -399,7 +399,7 @@ class Leaf(Column):
         self,
         src: str,
         arrow_type: pa.DataType,
-        convert: Callable[[list], Any] | None = None,
+        convert: Callable[[list[Any]], Any] | None = None,
         convert_columnar: Callable[[Any, pa.DataType], pa.Array] | None = None,
     ):
         self.src = src
@@ -571,7 +571,7 @@ class Struct(Column):
         self.arrow_fields = [f.arrow_field() for f in self.fields]
         self.type = pa.struct(self.arrow_fields)
 
-    def build_children(self, objs) -> list:
+    def build_children(self, objs) -> list[Any]:
         """Build the child arrays (used for the top-level columns of a record batch)."""
         return [f.column.build(objs) for f in self.fields]
 
@@ -589,7 +589,7 @@ class Struct(Column):
     def supports_columnar(self):
         return all(f.column.supports_columnar() for f in self.fields)
 
-    def build_children_columnar(self, cols: ColumnarBatch) -> list:
+    def build_children_columnar(self, cols: ColumnarBatch) -> list[Any]:
         """Child arrays from decoded columns (the top-level columns of a record batch)."""
         return [f.column.build_columnar(cols) for f in self.fields]
 
@@ -638,7 +638,7 @@ class NumericList(Column):
         item = pa.field("item", item_type, nullable=item_nullable)
         self.type = pa.list_(item, size) if size else pa.list_(item)
 
-    def _flat(self, arrays: list) -> np.ndarray:
+    def _flat(self, arrays: list[Any]) -> np.ndarray:
         if not arrays:
             return np.empty(0, dtype=self._np_dtype)
         flat = np.concatenate([_as_numpy(a, self._np_dtype).reshape(-1) for a in arrays])

@@ -103,7 +103,7 @@ def generic_ontology_tag(msgtype: str) -> str:
     return name
 
 
-def _float128(values: list) -> list:
+def _float128(values: list[Any]) -> list[Any]:
     return [float(v) for v in values]
 
 

@@ -105,7 +105,7 @@ def _mixin(
     header: str | None = None,
     cov: str | None = None,
     cov_type: Column | None = None,
-) -> list:
+) -> list[Any]:
     """``header`` + covariance mixin children (all nullable)."""
     return [
         FieldSpec("header", _header(header)),
@@ -114,7 +114,7 @@ def _mixin(
     ]
 
 
-def _xyz(base: str | None, names=("x", "y", "z")) -> list:
+def _xyz(base: str | None, names=("x", "y", "z")) -> list[Any]:
     return [FieldSpec(axis, Leaf(_join(base, src), F64)) for axis, src in zip("xyz", names)]
 
 
@@ -166,7 +166,7 @@ def linear_angular(
     )
 
 
-def _non_empty(values: list) -> list:
+def _non_empty(values: list[Any]) -> list[Any]:
     return [v if v else None for v in values]
 
 
@@ -216,7 +216,7 @@ def force_torque(base: str | None = None, *, header: str | None = None):
     )
 
 
-def _to_bool(values: list) -> list:
+def _to_bool(values: list[Any]) -> list[Any]:
     return [bool(v) for v in values]
 
 
@@ -224,7 +224,7 @@ def _to_bool_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
     return arrow_from_numpy(np.asarray(value) != 0, arrow_type)
 
 
-def _positive_or_null(values: list) -> list:
+def _positive_or_null(values: list[Any]) -> list[Any]:
     return [v if v > 0 else None for v in values]
 
 
@@ -233,7 +233,7 @@ def _positive_or_null_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
     return arrow_from_numpy(v, arrow_type, valid=v > 0)
 
 
-def _celsius_to_kelvin(values: list) -> list:
+def _celsius_to_kelvin(values: list[Any]) -> list[Any]:
     return [v + 273.15 for v in values]
 
 
@@ -266,7 +266,7 @@ def compressed_image_format(ros_format: str) -> str:
     return "raw"
 
 
-def _compressed_formats(values: list) -> list:
+def _compressed_formats(values: list[Any]) -> list[Any]:
     return [compressed_image_format(v) for v in values]
 
 

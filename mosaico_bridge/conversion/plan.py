@@ -549,7 +549,7 @@ class DecodePlan:
             resid = (pos - st.base) & 7
             r0 = int(resid[0])
             if bool((resid == r0).all()):
-                groups: list = [(None, r0)]
+                groups: list[Any] = [(None, r0)]
             else:
                 groups = [(np.flatnonzero(resid == r), int(r)) for r in np.unique(resid)]
         else:
@@ -707,7 +707,7 @@ class DecodePlan:
 # --------------------------------------------------------------------------- #
 
 
-def _flatten(typestore: Any, msgtype: str, cdr: bool, prefix: str, depth: int, items: list, plans: dict) -> None:
+def _flatten(typestore: Any, msgtype: str, cdr: bool, prefix: str, depth: int, items: list[Any], plans: dict[str, Any]) -> None:
     if depth > _MAX_DEPTH:
         raise PlanUnsupported(f"{msgtype}: nests deeper than {_MAX_DEPTH} levels")
     try:
@@ -751,10 +751,10 @@ def _flatten(typestore: Any, msgtype: str, cdr: bool, prefix: str, depth: int, i
             raise PlanUnsupported(f"{msgtype}.{name}: node {node}")
 
 
-def _compile(typestore: Any, msgtype: str, cdr: bool, depth: int, plans: dict) -> DecodePlan:
+def _compile(typestore: Any, msgtype: str, cdr: bool, depth: int, plans: dict[str, Any]) -> DecodePlan:
     if msgtype in plans:
         return plans[msgtype]
-    flat: list = []
+    flat: list[Any] = []
     _flatten(typestore, msgtype, cdr, "", depth, flat, plans)
     items: list[Item] = []
     run: list[_Prim] = []
