@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..protocol import auth, names
 from ..protocol import messages as msg
+from ..protocol.auth import APIKeyPermissionEnum
 from ..protocol.descriptors import read_descriptor
 from ..protocol.errors import MosaicoError, NotFoundError
 from ..protocol.messages import Notification
@@ -30,7 +31,7 @@ from .control import ControlConnection
 from .data import DEFAULT_DATA_CONNECTIONS, ConnectionPool
 from .handlers import SequenceHandler, TopicHandler
 from .processing import ExecutorPool
-from .security import APIKeyPermissionEnum, APIKeyStatus, SecurityConfig
+from .security import APIKeyStatus, SecurityConfig
 from .sequence_writer import (
     DEFAULT_MAX_BATCH_AGE_S,
     SequenceWriter,
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from .query import QueryResult
 
 log = logging.getLogger("mosaico_bridge.client")
+
+_H = TypeVar("_H")  # a handler type, for _cached_handler
 
 _SENTINEL = object()
 
@@ -373,7 +376,7 @@ class MosaicoClient:
         except NotFoundError:
             return False
 
-    def _cached_handler(self, cache: dict[str, Any], locator: str, build):
+    def _cached_handler(self, cache: dict[str, _H], locator: str, build: Callable[[Any], _H | None]) -> _H | None:
         """The cached handler of ``locator``, or ``build(FlightInfo)`` stored in ``cache``;
         None if the server refuses to describe the resource (not found, or any other
         refusal, as the Mosaico client design specifies)."""

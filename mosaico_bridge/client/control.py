@@ -16,7 +16,7 @@ import pyarrow as pa
 from pyarrow import flight
 
 from ..protocol import messages as msg
-from ..protocol.errors import AuthenticationError
+from ..protocol.errors import AuthenticationError, MalformedMessageError
 from ..protocol.names import location
 from .errors import translate
 from .security import SecurityConfig, tls_failure
@@ -104,7 +104,7 @@ class ControlConnection:
                 return msg.InfoResponse.from_dict(self.request(msg.InfoRequest()))
             except AuthenticationError:
                 raise
-            except (ConnectionError, msg.MalformedMessageError, OSError, flight.FlightError) as exc:
+            except (ConnectionError, MalformedMessageError, OSError, flight.FlightError) as exc:
                 last = exc  # not yet
             except Exception as exc:  # noqa: BLE001 - any other refusal also means "not ready yet"
                 last = exc

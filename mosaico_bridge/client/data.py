@@ -58,7 +58,8 @@ class DataConnection:
             ServerRefusedError, ConnectionError: if the server refuses or is unreachable.
         """
         try:
-            return self.client.do_put(doput_descriptor(topic_locator, topic_uuid), schema, options=options)
+            writer, reader = self.client.do_put(doput_descriptor(topic_locator, topic_uuid), schema, options=options)
+            return writer, reader
         except (flight.FlightError, pa.ArrowException, OSError) as exc:
             raise translate("DoPut", exc) from None
 

@@ -118,7 +118,7 @@ def tls_failure(exc: BaseException, tls: bool, tls_cert_path: str | None = None)
     return None
 
 
-class _ApiKeyMiddleware(flight.ClientMiddleware):
+class _ApiKeyMiddleware(flight.ClientMiddleware):  # type: ignore[misc]  # pyarrow has no type stubs
     def __init__(self, header_value: bytes) -> None:
         self._header_value = header_value
 
@@ -129,7 +129,7 @@ class _ApiKeyMiddleware(flight.ClientMiddleware):
         return "_ApiKeyMiddleware()"
 
 
-class ApiKeyMiddlewareFactory(flight.ClientMiddlewareFactory):
+class ApiKeyMiddlewareFactory(flight.ClientMiddlewareFactory):  # type: ignore[misc]  # pyarrow has no type stubs
     """Adds ``mosaico-api-key-token`` to every call made by a Flight client (``docs/protocol.md`` § Security).
 
     Surrounding whitespace (a newline read from a file) is removed from the key. Only

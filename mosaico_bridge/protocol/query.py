@@ -36,11 +36,14 @@ import datetime
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from typing import Self
 
 __all__ = [
     "OPERATORS",
@@ -346,7 +349,9 @@ def _leaf_kind(arrow_type: pa.DataType) -> str:
 
 
 def _is_list(arrow_type: pa.DataType) -> bool:
-    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type)
+    return bool(
+        pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type)
+    )
 
 
 class OntologyProxy:
@@ -475,7 +480,7 @@ class _CatalogBuilder:
     def __init__(self) -> None:
         self._expressions: list[Expression] = []
 
-    def _add(self, expr: Expression) -> Any:
+    def _add(self, expr: Expression) -> Self:
         _check_new(self._expressions, expr, self._domain)
         self._expressions.append(expr)
         return self
@@ -784,7 +789,7 @@ class TopicCluster:
         Raises:
             QueryError: a missing key or a value of the wrong type.
         """
-        ts = _get(d, "ts", Mapping, "cluster")  # type: ignore[type-abstract]
+        ts = _get(d, "ts", Mapping, "cluster")
         return cls(
             _get(d, "id", int, "cluster"),
             _get(ts, "start_ns", int, "cluster ts"),
