@@ -31,6 +31,7 @@ ontology field mapping and the value rules follow the SDK's ROS bridge
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -59,7 +60,7 @@ from .common import (
     arrow_from_numpy,
     arrow_strings,
 )
-from .plan import Strings
+from .plan import ColumnarBatch, Strings
 
 __all__ = ["ONTOLOGY_LAYOUTS", "SDK_ONTOLOGY_TAGS", "OntologyLayout", "compressed_image_format"]
 
@@ -579,15 +580,15 @@ class _OptionalSeq(Column):
 
     type = pa.uint64()
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         if objs and hasattr(objs[0], "seq"):
             return pa.array([o.seq for o in objs], type=self.type)
         return pa.nulls(len(objs), type=self.type)
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return True
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
         if cols.has("seq"):
             seq = cols.get("seq")
             if not isinstance(seq, np.ndarray):
