@@ -129,7 +129,7 @@ COVARIANCE_KIND_TYPE = pa.int16()
 # --------------------------------------------------------------------------- #
 
 
-def _field_desc(typestore: Any, msgtype: str, name: str):
+def _field_desc(typestore: Any, msgtype: str, name: str) -> Any:
     """Return the rosbags field description ``(Nodetype, content)`` of ``msgtype.name``."""
     try:
         _, fields = typestore.fielddefs[msgtype]
@@ -141,7 +141,7 @@ def _field_desc(typestore: Any, msgtype: str, name: str):
     raise KeyError(f"type {msgtype} has no field {name!r}")
 
 
-def resolve_path(typestore: Any, msgtype: str, path: str):
+def resolve_path(typestore: Any, msgtype: str, path: str) -> Any:
     """Walk a dotted attribute path through message definitions.
 
     Args:
@@ -178,7 +178,7 @@ def _nested_type(typestore: Any, msgtype: str, path: str | None) -> str:
     return desc[1]
 
 
-def _element_type(typestore: Any, msgtype: str, path: str):
+def _element_type(typestore: Any, msgtype: str, path: str) -> Any:
     """Element description of the array/sequence field ``path`` of ``msgtype``."""
     desc = resolve_path(typestore, msgtype, path)
     if desc[0] not in (Nodetype.ARRAY, Nodetype.SEQUENCE):
@@ -572,7 +572,7 @@ class Struct(Column):
         self.arrow_fields = [f.arrow_field() for f in self.fields]
         self.type = pa.struct(self.arrow_fields)
 
-    def build_children(self, objs) -> list[Any]:
+    def build_children(self, objs: Sequence[Any]) -> list[Any]:
         """Build the child arrays (used for the top-level columns of a record batch)."""
         return [f.column.build(objs) for f in self.fields]
 

@@ -133,7 +133,7 @@ class TopicConverter:
     # -- errors ---------------------------------------------------------------
 
     def _deserialize_error(
-        self, exc: Exception, index: int, raw, ts: int | None, position: int
+        self, exc: Exception, index: int, raw: Any, ts: int | None, position: int
     ) -> ConversionError:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         return ConversionError(

@@ -55,6 +55,7 @@ from .common import (
     MessageList,
     Nulls,
     NumericList,
+    Predicate,
     StringList,
     Struct,
     arrow_from_numpy,
@@ -115,14 +116,14 @@ def _mixin(
     ]
 
 
-def _xyz(base: str | None, names=("x", "y", "z")) -> list[Any]:
+def _xyz(base: str | None, names: tuple[str, str, str] = ("x", "y", "z")) -> list[Any]:
     return [FieldSpec(axis, Leaf(_join(base, src), F64)) for axis, src in zip("xyz", names)]
 
 
 def vector3(
     base: str | None = None,
     *,
-    names=("x", "y", "z"),
+    names: tuple[str, str, str] = ("x", "y", "z"),
     header: str | None = None,
     cov: str | None = None,
     cov_type: Column | None = None,
@@ -136,14 +137,14 @@ def quaternion(
     *,
     header: str | None = None,
     cov: str | None = None,
-    valid=None,
+    valid: Predicate | None = None,
 ) -> Struct:
     """``Quaternion`` struct from ROS fields ``base.x/y/z/w``."""
     fields = _mixin(header, cov) + _xyz(base) + [FieldSpec("w", Leaf(_join(base, "w"), F64))]
     return Struct(fields, valid=valid)
 
 
-def pose(base: str | None = None, *, header: str | None = None, cov: str | None = None):
+def pose(base: str | None = None, *, header: str | None = None, cov: str | None = None) -> Struct:
     """``Pose`` struct from a ROS ``geometry_msgs/Pose`` at ``base``."""
     return Struct(
         _mixin(header, cov)
@@ -156,7 +157,7 @@ def pose(base: str | None = None, *, header: str | None = None, cov: str | None 
 
 def linear_angular(
     base: str | None = None, *, header: str | None = None, cov: str | None = None
-):
+) -> Struct:
     """``Velocity``/``Acceleration`` struct from ROS ``Twist``/``Accel`` at ``base``."""
     return Struct(
         _mixin(header, cov)
@@ -189,7 +190,7 @@ def _non_empty_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
 
 def transform(
     base: str | None = None, *, header: str | None = None, child: str | None = None
-):
+) -> Struct:
     """``Transform`` struct from a ROS ``geometry_msgs/Transform`` at ``base``."""
     target = (
         Leaf(child, pa.string(), convert=_non_empty, convert_columnar=_non_empty_columnar)
@@ -206,7 +207,7 @@ def transform(
     )
 
 
-def force_torque(base: str | None = None, *, header: str | None = None):
+def force_torque(base: str | None = None, *, header: str | None = None) -> Struct:
     """``ForceTorque`` struct from a ROS ``geometry_msgs/Wrench`` at ``base``."""
     return Struct(
         _mixin(header)
@@ -288,7 +289,7 @@ def _scalar(arrow_type: pa.DataType) -> Struct:
 def _build_table() -> dict[str, OntologyLayout]:
     t: dict[str, OntologyLayout] = {}
 
-    def add(msgtype: str, tag: str, root: Struct, fmt: str = "default"):
+    def add(msgtype: str, tag: str, root: Struct, fmt: str = "default") -> None:
         t[msgtype] = OntologyLayout(tag, fmt, root)
 
     # -- std_msgs scalars ----------------------------------------------------
