@@ -375,13 +375,13 @@ def _fixed_bytes(t: pa.DataType) -> int:
     if pa.types.is_struct(t):
         return 1 + sum(_fixed_bytes(t.field(i).type) for i in range(t.num_fields))
     if pa.types.is_fixed_size_list(t):
-        return 1 + t.list_size * _fixed_bytes(t.value_type)
+        return 1 + int(t.list_size) * _fixed_bytes(t.value_type)
     if pa.types.is_list(t) or pa.types.is_string(t) or pa.types.is_binary(t):
         return 5
     if pa.types.is_boolean(t) or pa.types.is_null(t):
         return 1
     try:
-        return t.bit_width // 8 + 1
+        return int(t.bit_width) // 8 + 1
     except ValueError:
         return 8
 
