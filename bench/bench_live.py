@@ -44,7 +44,7 @@ REPO = HERE.parent
 PY = sys.executable
 sys.path.insert(0, str(REPO))
 
-from live_load import MSGTYPES  # noqa: E402
+from live_load import MSGTYPES
 
 
 def _small() -> list[tuple[str, str, float]]:
@@ -184,7 +184,7 @@ def sdk_rows(port: int, seq: str, topic: str) -> int:
 def bridge_run(name, procs, seconds, env, port, driver, logdir, compression, profile: bool, params=()):
     topics = topics_of(procs)
     log_path = logdir / f"bridge_{name}.log"
-    log = open(log_path, "w")
+    log = open(log_path, "w")  # noqa: SIM115 - the bridge process writes to it; closed after it exits
     seq = f"bench_{name}"
     bridge = subprocess.Popen([PY, "-m", "mosaico_bridge.node", "--ros-args", "-p", "host:=127.0.0.1",
                                "-p", f"port:={port}", "-p", f"sequence_name:={seq}", "-p", f"compression:={compression}",

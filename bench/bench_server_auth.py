@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from mosaico_bridge.protocol import auth as pauth
 from mosaico_bridge.server import MosaicoServer, Permission

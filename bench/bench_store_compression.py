@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from mosaico_bridge.protocol import descriptors
 

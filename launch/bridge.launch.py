@@ -10,7 +10,6 @@ README, "Running under a lifecycle manager").
 
 import os
 
-import launch
 import launch.actions
 import launch.conditions
 import launch.events
@@ -20,6 +19,8 @@ import launch_ros.event_handlers
 import launch_ros.events.lifecycle
 from ament_index_python.packages import get_package_share_directory
 from lifecycle_msgs.msg import Transition
+
+import launch
 
 
 def generate_launch_description() -> launch.LaunchDescription:

@@ -14,7 +14,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .client.transport import COMPRESSIONS
 from .protocol import auth, names
@@ -112,9 +112,9 @@ QOS_KEYS = {"reliability": ("reliable", "best_effort"), "durability": ("volatile
 
 @dataclass(frozen=True)
 class QosOverride:
-    reliability: Optional[str] = None
-    durability: Optional[str] = None
-    depth: Optional[int] = None
+    reliability: str | None = None
+    durability: str | None = None
+    depth: int | None = None
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ class BridgeConfig:
     host: str
     port: int
     embedded_root: str
-    tls_cert_path: Optional[str]
-    api_key: Optional[str] = field(repr=False)
+    tls_cert_path: str | None
+    api_key: str | None = field(repr=False)
     sequence_template: str
     robot: str
     metadata: dict[str, Any]
@@ -138,12 +138,12 @@ class BridgeConfig:
     timestamp_source: str
     max_session_duration_s: float
     max_session_bytes: int
-    max_batch_size_bytes: Optional[int]
-    max_batch_size_records: Optional[int]
+    max_batch_size_bytes: int | None
+    max_batch_size_records: int | None
     max_batch_age_s: float
     data_connections: int
-    workers: Optional[int]
-    spool_dir: Optional[str]
+    workers: int | None
+    spool_dir: str | None
     reconnect_max_backoff_s: float
     max_inflight_bytes: int
     compression: str
@@ -151,7 +151,7 @@ class BridgeConfig:
     discovery_period_s: float
 
     @classmethod
-    def from_values(cls, values: dict[str, Any], env: Optional[dict[str, str]] = None) -> "BridgeConfig":
+    def from_values(cls, values: dict[str, Any], env: dict[str, str] | None = None) -> BridgeConfig:
         """Validate raw parameter values.
 
         Raises:
@@ -259,7 +259,7 @@ class BridgeConfig:
             discovery_period_s=float(values["discovery_period_s"]),
         )
 
-    def sequence_name(self, node: str, namespace: str, now: Optional[float] = None) -> str:
+    def sequence_name(self, node: str, namespace: str, now: float | None = None) -> str:
         """Resolve the sequence name template (local time). Invalid characters become '_'."""
         t = time.localtime(now)
         name = self.sequence_template.format(

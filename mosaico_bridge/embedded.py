@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from .client import DEFAULT_MAX_INFLIGHT_BYTES, MosaicoClient
 from .client.data import DEFAULT_DATA_CONNECTIONS
@@ -17,6 +17,8 @@ from .protocol import names
 from .protocol.errors import MosaicoError
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from .server import MosaicoServer
 
 log = logging.getLogger("mosaico_bridge.embedded")
@@ -42,10 +44,10 @@ class ServerConfig:
     port: int = names.DEFAULT_PORT
     root: str = DEFAULT_ROOT
     timeout: float = 5.0
-    tls_cert_path: Optional[str] = None
-    api_key: Optional[str] = field(default=None, repr=False)
+    tls_cert_path: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     data_connections: int = DEFAULT_DATA_CONNECTIONS
-    workers: Optional[int] = None
+    workers: int | None = None
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     compression: str = "none"
 
@@ -57,7 +59,7 @@ class ServerConfig:
 class Connection:
     """A connected client and, when embedded, the server it talks to; :meth:`close` closes both."""
 
-    def __init__(self, client: MosaicoClient, server: Optional["MosaicoServer"], root: Optional[Path]) -> None:
+    def __init__(self, client: MosaicoClient, server: MosaicoServer | None, root: Path | None) -> None:
         self.client = client
         self.server = server
         self.root = root  # the embedded server's data directory, or None
@@ -79,7 +81,7 @@ class Connection:
                 self.server.stop()
                 self.server = None
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
 from .client import MosaicoClient, SessionLevelErrorPolicy
 from .protocol import names
@@ -71,14 +72,14 @@ def import_bags(
     bags: Sequence[Path | str],
     sequence: str,
     *,
-    topic_filter: Optional[TopicFilter] = None,
-    metadata: Optional[Mapping[str, Any]] = None,
+    topic_filter: TopicFilter | None = None,
+    metadata: Mapping[str, Any] | None = None,
     on_error: SessionLevelErrorPolicy | str = SessionLevelErrorPolicy.Report,
-    max_batch_size_bytes: Optional[int] = None,
-    max_batch_size_records: Optional[int] = None,
-    on_start: Optional[Callable[[BagSource], None]] = None,
-    on_progress: Optional[Callable[[int], None]] = None,
-    timestamp: Optional[str] = None,
+    max_batch_size_bytes: int | None = None,
+    max_batch_size_records: int | None = None,
+    on_start: Callable[[BagSource], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    timestamp: str | None = None,
 ) -> ImportSummary:
     """Import the messages of ``bags`` into the new sequence ``sequence``.
 

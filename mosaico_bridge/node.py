@@ -56,8 +56,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -71,8 +72,8 @@ from rclpy.signals import SignalHandlerOptions
 from .bridge_config import PARAMETERS, BridgeConfig
 from .client import MosaicoClient, MosaicoError, SequenceWriter, SessionLevelErrorPolicy
 from .conversion import ConversionError
-from .protocol.errors import InvalidArgumentError
 from .embedded import Connection, EmbeddedServerError, ServerConfig, connect_or_embed
+from .protocol.errors import InvalidArgumentError
 from .recorder import Recorder, SnapshotBuffer, warm_imports
 from .sources.header_stamp import HeaderStampError, header_stamp_reader
 from .sources.live import LiveSource, Sink, ensure_type, ros_typestore
@@ -106,20 +107,20 @@ class BridgeNode(LifecycleNode):
             self.declare_parameter(
                 name, default, ParameterDescriptor(description=description, type=_param_type(default).value)
             )
-        self.config: Optional[BridgeConfig] = None
-        self.client: Optional[MosaicoClient] = None
-        self.connection: Optional[Connection] = None  # the client and, when host is empty, the embedded server
-        self.sequence_name: Optional[str] = None
+        self.config: BridgeConfig | None = None
+        self.client: MosaicoClient | None = None
+        self.connection: Connection | None = None  # the client and, when host is empty, the embedded server
+        self.sequence_name: str | None = None
         self.sessions = 0
-        self.writer: Optional[SequenceWriter] = None
-        self.recorder: Optional[Recorder] = None
-        self.source: Optional[LiveSource] = None
+        self.writer: SequenceWriter | None = None
+        self.recorder: Recorder | None = None
+        self.source: LiveSource | None = None
         self._typestore = ros_typestore()
         self._timers: list = []
         self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self._lock = threading.RLock()
         self.last_counters: dict[str, dict[str, int]] = {}
-        self._pending_error: Optional[BaseException] = None
+        self._pending_error: BaseException | None = None
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._session_started = 0.0  # time.monotonic() when the open session was opened
         from std_srvs.srv import Trigger
@@ -128,12 +129,12 @@ class BridgeNode(LifecycleNode):
         self._snapshot_srv = self.create_service(Trigger, "~/snapshot", self._on_snapshot_request)
         self.snapshots: dict[str, SnapshotBuffer] = {}  # snapshot mode: ROS topic -> its buffer
         # store-and-forward
-        self._server_config: Optional[ServerConfig] = None
+        self._server_config: ServerConfig | None = None
         self._offline = False  # the server is lost: topic writers spool
         self._server_back = threading.Event()
         self._retry_stop = threading.Event()
-        self._retry_thread: Optional[threading.Thread] = None
-        self._upload_thread: Optional[threading.Thread] = None
+        self._retry_thread: threading.Thread | None = None
+        self._upload_thread: threading.Thread | None = None
         self.spool_state = "streaming"  # streaming | spooling | uploading
 
     # ================================================================ transitions
@@ -482,7 +483,7 @@ class BridgeNode(LifecycleNode):
         return wrapped
 
     # ================================================================ topics and timers
-    def _on_new_topic(self, topic: str, msgtype: str) -> Optional[Sink]:
+    def _on_new_topic(self, topic: str, msgtype: str) -> Sink | None:
         """A newly discovered topic: converter (plan built now, not on the first message),
         Mosaico topic, DoPut stream; the sink is the writer's non-blocking push (through the
         header.stamp reader with ``timestamp_source: header``)."""
@@ -643,7 +644,12 @@ class BridgeNode(LifecycleNode):
         rows the server already holds beyond what it acknowledged (``written`` per topic
         locator) are left out, so no row is stored twice."""
         from .cli.common import CliError, StopSignals
-        from .cli.spool_upload import check_topic, read_progress, upload_topic, write_progress
+        from .cli.spool_upload import (
+            check_topic,
+            read_progress,
+            upload_topic,
+            write_progress,
+        )
 
         assert self.config is not None and self.config.spool_dir and self._server_config is not None
         root = Path(self.config.spool_dir) / sequence
@@ -809,7 +815,7 @@ def _make_executor():
     return SingleThreadedExecutor()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Console script ``bridge_node``: run the node until SIGINT / SIGTERM, then finalize and exit 0."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from .client import SequenceWriter, TopicWriter
 from .conversion import TopicConverter, make_converter
@@ -29,7 +30,7 @@ COUNTERS = ("received", "written", "spooled", "dropped", "bytes", "batches", "in
 def warm_imports() -> None:
     """Import now what the first record batch would otherwise import (pyarrow.compute, and
     pandas, which pyarrow loads on first use: about 1 s on a small machine)."""
-    import pyarrow.compute  # noqa: F401
+    import pyarrow.compute
     import pyarrow.ipc  # noqa: F401
 
     try:
@@ -59,7 +60,7 @@ class Recorder:
     """
 
     def __init__(self, writer: SequenceWriter, typestore: Any, *, session: int = 1,
-                 ros_metadata: Optional[Mapping[str, Any]] = None) -> None:
+                 ros_metadata: Mapping[str, Any] | None = None) -> None:
         self.writer = writer
         self.typestore = typestore
         self.session = session
@@ -78,8 +79,8 @@ class Recorder:
         return converter
 
     def add_topic(self, topic: str, msgtype: str, encoding: str = "cdr", *,
-                  converter: Optional[TopicConverter] = None,
-                  ros_metadata: Optional[Mapping[str, Any]] = None) -> TopicWriter:
+                  converter: TopicConverter | None = None,
+                  ros_metadata: Mapping[str, Any] | None = None) -> TopicWriter:
         """Create the Mosaico topic of the ROS topic ``topic`` and return its writer.
 
         Raises:

@@ -91,7 +91,7 @@ def run_cli(module: str, *args: str, timeout: float = 300, env: dict | None = No
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=full_env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=full_env, stdin=subprocess.DEVNULL, check=False,
     )
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
+from conftest import SHARED_BAGS, run_cli, shared_bag
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
-
-from conftest import SHARED_BAGS, run_cli, shared_bag
 
 mosaicolabs = pytest.importorskip("mosaicolabs")
 

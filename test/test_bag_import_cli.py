@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, run_cli, shared_bag
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
-
-from conftest import free_port, run_cli, shared_bag
 
 CLI = "mosaico_bridge.cli.bag_import"
 
@@ -56,9 +55,11 @@ def stored_sequences(root: Path) -> list[str]:
     from mosaico_bridge.client import MosaicoClient
     from mosaico_bridge.server import MosaicoServer
 
-    with MosaicoServer.start_background(root, host="127.0.0.1", port=0) as srv:
-        with MosaicoClient.connect("127.0.0.1", srv.port) as c:
-            return c.list_sequences()
+    with (
+        MosaicoServer.start_background(root, host="127.0.0.1", port=0) as srv,
+        MosaicoClient.connect("127.0.0.1", srv.port) as c,
+    ):
+        return c.list_sequences()
 
 
 def test_help_lists_every_option():
@@ -168,15 +169,17 @@ def test_corrupt_message_under_report_policy_keeps_what_came_before(tmp_path):
                    "--max-batch-records", "50")
     assert proc.returncode != 0
     assert "sensor_msgs/msg/Imu" in one_error_line(proc)
-    with MosaicoServer.start_background(root, host="127.0.0.1", port=0) as srv:
-        with MosaicoClient.connect("127.0.0.1", srv.port) as c:
-            assert c.list_sequences() == ["half"]
-            notes = c.list_sequence_notifications("half")
-            assert notes and "Imu" in notes[0].message
-            table = c.topic_handler("half", "/imu").read()
-            # every message before the corrupt one is kept, in order
-            assert table.num_rows == 450
-            assert table.column("timestamp_ns").to_pylist() == [1_000_000_000 + i * 10_000_000 for i in range(450)]
+    with (
+        MosaicoServer.start_background(root, host="127.0.0.1", port=0) as srv,
+        MosaicoClient.connect("127.0.0.1", srv.port) as c,
+    ):
+        assert c.list_sequences() == ["half"]
+        notes = c.list_sequence_notifications("half")
+        assert notes and "Imu" in notes[0].message
+        table = c.topic_handler("half", "/imu").read()
+        # every message before the corrupt one is kept, in order
+        assert table.num_rows == 450
+        assert table.column("timestamp_ns").to_pylist() == [1_000_000_000 + i * 10_000_000 for i in range(450)]
 
 
 def test_spool_upload_bad_input(tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_cli
 from test_bag_import_cli import CLI, imu_bag, one_error_line
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_BAGS, run_cli, shared_bag
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
-
-from conftest import SHARED_BAGS, run_cli, shared_bag
 from test_bag_import import GENERIC_TAGS, KNOWN_TAGS
 from test_bag_import_cli import CLI, imu_bag, one_error_line
 
@@ -25,7 +24,7 @@ TURTLESIM = "ros1_turtlesim_multiconn/turtlesim_example.bag"
 
 
 def iso(t_ns: int) -> str:
-    dt = datetime.datetime.fromtimestamp(t_ns // 10**9, tz=datetime.timezone.utc)
+    dt = datetime.datetime.fromtimestamp(t_ns // 10**9, tz=datetime.UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(t_ns % 10**9) // 10**6:03d}Z"
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import run_cli, shared_bag
 from test_bag_import_cli import CLI, imu_bag, one_error_line
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import run_cli
 from test_bag_import_cli import imu_bag
 
@@ -21,8 +20,8 @@ def test_help_has_examples_and_exit_codes(module, options):
     text = proc.stdout
     assert "examples:" in text
     prog = module.rsplit(".", 1)[1]
-    assert len(re.findall(rf"^  {prog} \S", text, re.M)) >= 2  # at least two example command lines
-    assert re.search(r"exit status", text, re.I)
+    assert len(re.findall(rf"^  {prog} \S", text, re.MULTILINE)) >= 2  # at least two example command lines
+    assert re.search(r"exit status", text, re.IGNORECASE)
     for code in ("0", "1", "2", "130", "143"):
         assert re.search(rf"\b{code}\b", text.split("xit status", 1)[1]), code
     for opt in options:
@@ -33,7 +32,7 @@ def test_progress_lines_when_not_a_terminal(tmp_path):
     bag = imu_bag(tmp_path / "imu", count=3000)
     proc = run_cli("mosaico_bridge.cli.bag_import", str(bag), "--sequence", "s", "--root", str(tmp_path / "r"))
     assert proc.returncode == 0, proc.stderr
-    lines = re.findall(r"^read (\d+)/3000 messages \((\d+) %\)$", proc.stdout, re.M)
+    lines = re.findall(r"^read (\d+)/3000 messages \((\d+) %\)$", proc.stdout, re.MULTILINE)
     assert len(lines) >= 5
     counts = [int(n) for n, _pct in lines]
     assert counts == sorted(counts) and counts[-1] == 3000

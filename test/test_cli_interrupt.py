@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, free_port, wait_until
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
-
-from conftest import REPO, free_port, wait_until
 
 mosaicolabs = pytest.importorskip("mosaicolabs")
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, free_port, run_cli, wait_until
 from spool_util import T0_NS, imu_batches, write_spool
 from test_cli_interrupt import read_line

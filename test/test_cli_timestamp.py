@@ -8,10 +8,9 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from conftest import run_cli, shared_bag
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
-
-from conftest import run_cli, shared_bag
 
 mosaicolabs = pytest.importorskip("mosaicolabs")
 

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import free_port
 from rosbags.typesys import Stores, get_typestore
 
 from mosaico_bridge.client import (
@@ -21,7 +22,6 @@ from mosaico_bridge.client import (
 )
 from mosaico_bridge.conversion import make_converter
 from mosaico_bridge.server import MosaicoServer
-from conftest import free_port
 
 TS = get_typestore(Stores.ROS2_KILTED)
 
@@ -126,12 +126,14 @@ def test_invalid_sequence_name_raises_before_any_call(client, name):
 
 
 def test_topics_are_striped_round_robin_over_the_data_connections(rec_server):
-    with MosaicoClient.connect("127.0.0.1", rec_server.port, data_connections=4) as c:
-        with c.sequence_create("striped", {}) as seq:
-            conv = make_converter("std_msgs/msg/String", TS)
-            for i in range(8):
-                w = seq.topic_create(f"/t{i}", {}, conv)
-                w.push(1_000 + i, string_cdr(f"m{i}"))
+    with (
+        MosaicoClient.connect("127.0.0.1", rec_server.port, data_connections=4) as c,
+        c.sequence_create("striped", {}) as seq,
+    ):
+        conv = make_converter("std_msgs/msg/String", TS)
+        for i in range(8):
+            w = seq.topic_create(f"/t{i}", {}, conv)
+            w.push(1_000 + i, string_cdr(f"m{i}"))
     peers = [peer for peer, _cmd, _sizes in rec_server.puts]
     assert len(peers) == 8
     assert len(set(peers)) == 4  # four data connections ...
@@ -195,10 +197,12 @@ def test_second_session_delete_and_notifications(client):
     conv = make_converter("std_msgs/msg/String", TS)
     with client.sequence_create("multi", {}) as seq:
         seq.topic_create("/a", {}, conv).push(1, string_cdr("a"))
-    with pytest.raises(ZeroDivisionError):
-        with client.sequence_update("multi", on_error=SessionLevelErrorPolicy.Report) as upd:
-            upd.topic_create("/b", {}, conv).push(2, string_cdr("b"))
-            1 / 0
+    with (
+        pytest.raises(ZeroDivisionError),
+        client.sequence_update("multi", on_error=SessionLevelErrorPolicy.Report) as upd,
+    ):
+        upd.topic_create("/b", {}, conv).push(2, string_cdr("b"))
+        raise ZeroDivisionError
     client.clear_sequence_handlers_cache()
     handler = client.sequence_handler("multi")
     assert handler.topics == ["/a", "/b"] and len(handler.sessions) == 2
@@ -223,10 +227,9 @@ def test_second_session_delete_and_notifications(client):
 
 
 def test_delete_policy_removes_the_sequence(client):
-    with pytest.raises(KeyError):
-        with client.sequence_create("doomed", {}, on_error="delete") as seq:
-            seq.topic_create("/a", {}, make_converter("std_msgs/msg/String", TS)).push(1, string_cdr("a"))
-            raise KeyError("boom")
+    with pytest.raises(KeyError), client.sequence_create("doomed", {}, on_error="delete") as seq:
+        seq.topic_create("/a", {}, make_converter("std_msgs/msg/String", TS)).push(1, string_cdr("a"))
+        raise KeyError("boom")
     assert "doomed" not in client.list_sequences()
 
 
@@ -319,7 +322,7 @@ def test_written_counts_per_batch_acknowledgements_before_the_end_of_stream(tmp_
                     w.push(i, string_cdr(str(i)))
                 w.flush()
                 if per_batch:
-                    wait_until(lambda: w.snapshot()["written"] == 300, 10, "acknowledgements")
+                    wait_until(lambda w=w: w.snapshot()["written"] == 300, 10, "acknowledgements")
                     assert w.snapshot()["latency_ns_p99"] > 0
                 else:
                     assert w.snapshot()["written"] == 0 and w.snapshot()["inflight"] == 300
@@ -333,7 +336,11 @@ def test_written_counts_per_batch_acknowledgements_before_the_end_of_stream(tmp_
 
 
 def test_connect_or_embed(tmp_path, server):
-    from mosaico_bridge.embedded import EmbeddedServerError, ServerConfig, connect_or_embed
+    from mosaico_bridge.embedded import (
+        EmbeddedServerError,
+        ServerConfig,
+        connect_or_embed,
+    )
 
     conv = make_converter("std_msgs/msg/String", TS)
     # no host: the embedded server on root, closed with the client
@@ -344,9 +351,11 @@ def test_connect_or_embed(tmp_path, server):
         port = conn.port
     with pytest.raises(ConnectionError):
         MosaicoClient.connect("127.0.0.1", port, timeout=0.5)
-    with MosaicoServer.start_background(tmp_path / "emb", host="127.0.0.1", port=0) as again:
-        with MosaicoClient.connect("127.0.0.1", again.port) as c:
-            assert c.list_sequences() == ["embedded_seq"]
+    with (
+        MosaicoServer.start_background(tmp_path / "emb", host="127.0.0.1", port=0) as again,
+        MosaicoClient.connect("127.0.0.1", again.port) as c,
+    ):
+        assert c.list_sequences() == ["embedded_seq"]
     # a host: that server; closing leaves it running
     with connect_or_embed(ServerConfig(host="127.0.0.1", port=server.port, max_inflight_bytes=2 << 20)) as conn:
         assert conn.server is None and conn.root is None and conn.client.budget.limit == 2 << 20

@@ -15,7 +15,7 @@ import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from mosaico_bridge.conversion.ontology import ONTOLOGY_LAYOUTS, compressed_imag
 
 mosaicolabs = pytest.importorskip("mosaicolabs")
 
-from mosaicolabs import (  # noqa: E402
+from mosaicolabs import (
     GPS,
     IMU,
     Acceleration,
@@ -66,14 +66,14 @@ from mosaicolabs import (  # noqa: E402
     Vector3d,
     Velocity,
 )
-from mosaicolabs.bridges.ros.bridge import ROSBridge  # noqa: E402
-from mosaicolabs.bridges.ros.data_ontology import FrameTransform, PointCloud2  # noqa: E402
-from mosaicolabs.bridges.ros.helpers import _to_dict  # noqa: E402
-from mosaicolabs.enum import SerializationFormat  # noqa: E402
-from mosaicolabs.models.core.helpers import resolve_ontology_class  # noqa: E402
-from mosaicolabs.models.core.message import Message  # noqa: E402
-from mosaicolabs.models.core.serializable import _compute_schema_fingerprint  # noqa: E402
-from mosaicolabs.models.core.unmodeled import Unmodeled  # noqa: E402
+from mosaicolabs.bridges.ros.bridge import ROSBridge
+from mosaicolabs.bridges.ros.data_ontology import FrameTransform, PointCloud2
+from mosaicolabs.bridges.ros.helpers import _to_dict
+from mosaicolabs.enum import SerializationFormat
+from mosaicolabs.models.core.helpers import resolve_ontology_class
+from mosaicolabs.models.core.message import Message
+from mosaicolabs.models.core.serializable import _compute_schema_fingerprint
+from mosaicolabs.models.core.unmodeled import Unmodeled
 
 # --------------------------------------------------------------------------- #
 # Shared bags
@@ -120,7 +120,7 @@ class Topic:
         return make_converter(self.msgtype, self.typestore, self.encoding)
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_bag(rel: str) -> dict[str, Topic]:
     path = BAGS / rel
     if not path.exists():
@@ -139,7 +139,7 @@ def read_bag(rel: str) -> dict[str, Topic]:
     return topics
 
 
-_STRINGS = {name: "std_msgs/msg/String" for name in "AAA BBB CCC DDD EEE FFF GGG HHH".split()}
+_STRINGS = {name: "std_msgs/msg/String" for name in ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF", "GGG", "HHH"]}
 _TEST_MSGS = {"/array_topic": "test_msgs/msg/Arrays", "/test_topic": "test_msgs/msg/BasicTypes"}
 #: Topics and types of the shared bags, from their README (parametrization must not need the files).
 BAG_TOPICS = {
@@ -370,12 +370,12 @@ REQUIRED_KNOWN = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def ros2_store():
     return get_typestore(Stores.ROS2_HUMBLE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def ros1_store():
     """ROS 1 Noetic types plus the legacy tf/tfMessage and tf2_msgs/TFMessage."""
     store = get_typestore(Stores.ROS1_NOETIC)
@@ -727,7 +727,7 @@ def test_every_type_of_a_standard_typestore_converts(store_name):
                     row.pop("timestamp_ns")
                     decoded = deserialize(store, raw, msgtype, encoding)
                     assert same(row, expected_generic_row(store, msgtype, decoded)), msgtype
-        except Exception as exc:  # collect, to report every failing type at once
+        except Exception as exc:  # noqa: BLE001 - collect, to report every failing type at once
             failures.append(f"{msgtype}: {exc!r}")
     assert not failures, "\n".join(failures)
 

@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, free_port
 from test_bridge_node import NODE, procs  # noqa: F401 - the fixture
 

@@ -6,7 +6,6 @@ session. Node, publisher and driver are separate processes; our client reads bac
 from __future__ import annotations
 
 import pytest
-
 from test_bridge_node import NODE, procs  # noqa: F401 - the fixture
 
 pytest.importorskip("rclpy")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from test_bridge_node import NODE, procs  # noqa: F401 - the fixture
 
 pytest.importorskip("rclpy")

@@ -7,7 +7,6 @@ runs in this process and our client reads the stored rows back.
 from __future__ import annotations
 
 import pytest
-
 from test_bridge_node import NODE, procs  # noqa: F401 - the fixture
 
 pytest.importorskip("rclpy")

@@ -301,9 +301,11 @@ def test_invalid_keys_are_refused_everywhere(secured, bad, operation):
 def test_same_fingerprint_other_secret_is_unknown(secured):
     fp = _fp(secured.keys["manage"])
     forged = _random_key()[:-8] + fp
-    with raw_client(secured.server.location, secured.pki.ca_pem, forged) as c:
-        with pytest.raises(flight.FlightUnauthenticatedError, match=f"API key {fp} unknown"):
-            act(c, A.INFO, {})
+    with (
+        raw_client(secured.server.location, secured.pki.ca_pem, forged) as c,
+        pytest.raises(flight.FlightUnauthenticatedError, match=f"API key {fp} unknown"),
+    ):
+        act(c, A.INFO, {})
 
 
 # --------------------------------------------------------------------------------------
@@ -328,9 +330,11 @@ def test_tls_trusted_ca_connects_others_are_refused(secured, pki):
 
 
 def test_tls_client_against_plaintext_server(tmp_path, pki):
-    with MosaicoServer.start_background(tmp_path / "plain", port=0) as srv:
-        with pytest.raises(ConnectionError, match="does not speak TLS"):
-            MosaicoClient.connect("127.0.0.1", srv.port, timeout=5, tls_cert_path=str(pki.ca_path))
+    with (
+        MosaicoServer.start_background(tmp_path / "plain", port=0) as srv,
+        pytest.raises(ConnectionError, match="does not speak TLS"),
+    ):
+        MosaicoClient.connect("127.0.0.1", srv.port, timeout=5, tls_cert_path=str(pki.ca_path))
 
 
 def test_tls_cert_path_errors(tmp_path):
@@ -389,7 +393,7 @@ def test_key_lifecycle_status_revoke_expire(secured):
             with pytest.raises(AuthenticationError, match=f"API key {_fp(other)} revoked"):
                 c.list_sequences()
             with pytest.raises(AuthenticationError, match=f"API key {_fp(other)} revoked"):
-                th.schema  # GetSchema (pyarrow reports this refusal as a plain OSError)
+                _ = th.schema  # GetSchema (pyarrow reports this refusal as a plain OSError)
             with pytest.raises(AuthenticationError, match=f"API key {_fp(other)} revoked"):
                 th.read()  # DoGet
         assert admin.api_key_status(_fp(other)).revoked is True
@@ -413,9 +417,11 @@ def test_our_client_writes_with_write_key_on_every_data_connection(secured):
             assert th.schema.equals(SCHEMA)  # GetSchema
             assert th.read().num_rows == 10 + i  # DoGet
     with secured.connect(secured.keys["read"]) as c:
-        with pytest.raises(AuthenticationError, match="lacks write permission for sequence_create"):
-            with c.sequence_create("ours_refused", {}):
-                pass
+        with (
+            pytest.raises(AuthenticationError, match="lacks write permission for sequence_create"),
+            c.sequence_create("ours_refused", {}),
+        ):
+            pass
         assert "ours_refused" not in c.list_sequences()
 
 
@@ -448,9 +454,11 @@ def test_sdk_write_key_writes_read_key_only_reads(secured):
                 log.push(Message(timestamp_ns=1_000 + i, data=String(data=f"line {i}")))
         assert "sdk_run" in c.list_sequences()
     with sdk("read") as c:
-        with pytest.raises(flight.FlightUnauthorizedError, match="lacks write permission for sequence_create"):
-            with c.sequence_create("sdk_refused", {}) as sw:
-                sw.topic_create("/log", {}, String)
+        with (
+            pytest.raises(flight.FlightUnauthorizedError, match="lacks write permission for sequence_create"),
+            c.sequence_create("sdk_refused", {}) as sw,
+        ):
+            sw.topic_create("/log", {}, String)
         with pytest.raises(flight.FlightUnauthorizedError, match="lacks delete permission for sequence_delete"):
             c.sequence_delete("sdk_run")
         names = c.list_sequences()
@@ -484,9 +492,11 @@ def test_passthrough_allows_data_but_not_key_management(tmp_path, caplog):
             assert stale.list_sequences() == ["open_run"]  # the header is ignored for data
         with MosaicoClient.connect("127.0.0.1", srv.port, timeout=5, api_key=manage) as admin:
             read = admin.api_key_create(APIKeyPermissionEnum.Read, "reader")
-        with MosaicoClient.connect("127.0.0.1", srv.port, timeout=5, api_key=read) as reader:
-            with pytest.raises(AuthenticationError, match=r"\(read\) lacks manage permission for api_key_status"):
-                reader.api_key_status()
+        with (
+            MosaicoClient.connect("127.0.0.1", srv.port, timeout=5, api_key=read) as reader,
+            pytest.raises(AuthenticationError, match=r"\(read\) lacks manage permission for api_key_status"),
+        ):
+            reader.api_key_status()
 
 
 # --------------------------------------------------------------------------------------

@@ -18,16 +18,15 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
-
-from conftest import wait_until
-
 import wire_bodies as wire
+from conftest import wait_until
+from pyarrow import flight
+
 from mosaico_bridge.server import MosaicoServer, MosaicoStore
 
 mosaicolabs = pytest.importorskip("mosaicolabs")
-from mosaicolabs import (  # noqa: E402
+from mosaicolabs import (
     IMU,
     Floating64,
     Message,
@@ -224,9 +223,11 @@ def test_schema_is_kept_exactly(raw, srv):
 def test_duplicate_sequence_is_refused(sdk_client, raw):
     with sdk_client.sequence_create("dup", {}) as sw:
         sw.topic_create("/x", {}, Floating64).push(Message(timestamp_ns=1, data=Floating64(data=1.0)))
-    with pytest.raises(flight.FlightError, match="sequence `dup` already exists"):
-        with sdk_client.sequence_create("dup", {}):
-            pass
+    with (
+        pytest.raises(flight.FlightError, match="sequence `dup` already exists"),
+        sdk_client.sequence_create("dup", {}),
+    ):
+        pass
     with pytest.raises(flight.FlightError) as err:
         act(raw, wire.Action.SEQUENCE_CREATE, wire.sequence_create_request("dup", {}))
     assert wire.error_kind(err.value) == wire.ErrorKind.ALREADY_EXISTS
@@ -407,12 +408,14 @@ def _seq_dir(server: MosaicoServer, name: str) -> Path:
 
 
 def test_report_path_notifications_and_session_delete(sdk_client, srv):
-    with pytest.raises(RuntimeError, match="sensor died"):
-        with sdk_client.sequence_create("report", {}) as sw:  # default policy: Report
-            w = sw.topic_create("/f", {}, Floating64)
-            for i in range(10):
-                w.push(Message(timestamp_ns=i, data=Floating64(data=float(i))))
-            raise RuntimeError("sensor died")
+    with (
+        pytest.raises(RuntimeError, match="sensor died"),
+        sdk_client.sequence_create("report", {}) as sw,  # default policy: Report
+    ):
+        w = sw.topic_create("/f", {}, Floating64)
+        for i in range(10):
+            w.push(Message(timestamp_ns=i, data=Floating64(data=float(i))))
+        raise RuntimeError("sensor died")
     sh = sdk_client.sequence_handler("report")
     assert sh is not None and sh.topics == ["/f"]
     session = sh.sessions[0]
@@ -452,12 +455,14 @@ def test_locked_session_cannot_be_deleted_but_sequence_can(sdk_client, srv):
 
 
 def test_delete_policy_removes_the_sequence(sdk_client, srv):
-    with pytest.raises(ValueError, match="bad sample"):
-        with sdk_client.sequence_create("doomed", {}, on_error=SessionLevelErrorPolicy.Delete) as sw:
-            w = sw.topic_create("/f", {}, Floating64)
-            for i in range(10):
-                w.push(Message(timestamp_ns=i, data=Floating64(data=float(i))))
-            raise ValueError("bad sample")
+    with (
+        pytest.raises(ValueError, match="bad sample"),
+        sdk_client.sequence_create("doomed", {}, on_error=SessionLevelErrorPolicy.Delete) as sw,
+    ):
+        w = sw.topic_create("/f", {}, Floating64)
+        for i in range(10):
+            w.push(Message(timestamp_ns=i, data=Floating64(data=float(i))))
+        raise ValueError("bad sample")
     assert "doomed" not in sdk_client.list_sequences()
     assert not _seq_dir(srv, "doomed").exists()
 
@@ -520,10 +525,11 @@ def test_client_vanishing_mid_doput_keeps_data_unlocked(srv, raw):
     finally:
         proc.kill()
         proc.wait(timeout=10)
-    info = wait_until(
-        lambda: (lambda t: t if not t.writing else None)(srv.store.get_topic("cut/t")),
-        what="the server to notice the broken stream",
-    )
+    def finished_topic():
+        t = srv.store.get_topic("cut/t")
+        return t if not t.writing else None
+
+    info = wait_until(finished_topic, what="the server to notice the broken stream")
     assert info.locked is False and info.row_count == 2
     # the topic is still open for its session: a new DoPut resumes it
     put(raw, "cut", "/t", topic_uuid, [rows([3])])
@@ -563,7 +569,7 @@ def test_cli_bad_root(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(blocker / "sub"), "--port", "0"],
         cwd=REPO, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -584,7 +590,7 @@ def test_concurrent_writers(srv):
         try:
             with MosaicoClient.connect("127.0.0.1", srv.port, timeout=10) as c:
                 results[name] = write_run(c, name)
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001 - thread boundary: reported below
             results[name] = exc
 
     names = [f"par_{i}" for i in range(4)]

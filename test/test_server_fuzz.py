@@ -20,19 +20,19 @@ import tempfile
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
+from pyarrow import flight
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+import wire_bodies as wire
+from conftest import wait_until
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_server import SCHEMA, rows
 
-import wire_bodies as wire  # noqa: E402
-from conftest import wait_until  # noqa: E402
-from mosaico_bridge.protocol import auth as pauth  # noqa: E402
-from mosaico_bridge.protocol.errors import ErrorKind, kind_of  # noqa: E402
-from mosaico_bridge.server import MosaicoServer, Permission  # noqa: E402
-from test_server import SCHEMA, rows  # noqa: E402
+from mosaico_bridge.protocol import auth as pauth
+from mosaico_bridge.protocol.errors import ErrorKind, kind_of
+from mosaico_bridge.server import MosaicoServer, Permission
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("MOSAICO_FUZZ_EXAMPLES", "2000"))
@@ -277,8 +277,11 @@ def test_random_record_batches_against_doput(fz):
             assert answer["kind"] and answer["kind"] != "internal", answer
         # whatever happened to the client, the server answers and holds all or nothing
         list(fz.client.do_action(flight.Action("info", b"{}"), fz.opts))
-        info = wait_until(lambda: (lambda t: None if t.writing else t)(store.get_topic(locator)), timeout=30,
-                          what="the DoPut to end")
+        def finished_topic():
+            t = store.get_topic(locator)
+            return None if t.writing else t
+
+        info = wait_until(finished_topic, timeout=30, what="the DoPut to end")
         rows_sent = answer["rows"] if answer and answer["sent"] else None
         assert info.row_count == 0 or info.row_count == rows_sent, (info.row_count, answer)
         held[locator] = info.row_count

@@ -12,16 +12,15 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
-
-from conftest import free_port
-
 import wire_bodies as wire
-from mosaico_bridge.protocol.errors import InvalidArgumentError
-from mosaico_bridge.server import MosaicoServer, MosaicoStore, Permission
+from conftest import free_port
+from pyarrow import flight
 from test_server import SCHEMA, act, make_topic, put, rows
 from test_server_reliability import ServerProcess, read_in_subprocess
+
+from mosaico_bridge.protocol.errors import InvalidArgumentError
+from mosaico_bridge.server import MosaicoServer, MosaicoStore, Permission
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -225,7 +224,7 @@ def test_unsorted_topic_is_merged_in_bounded_memory(tmp_path):
 
 
 def test_merge_is_stable_for_equal_timestamps(raw, srv):
-    session_uuid, topic_uuid = make_topic(raw, "st", "/t")
+    _session_uuid, _topic_uuid = make_topic(raw, "st", "/t")
     srv_topic = srv.store.get_topic("st/t")
     w = srv.store.open_writer("st/t", srv_topic.uuid, SCHEMA)
     w.write(rows([5, 5, 7], start_order=0))
@@ -251,7 +250,7 @@ def test_bad_store_marker_is_one_line_exit_2(tmp_path, content):
     (root / "MOSAICO_STORE").write_text(content)
     proc = subprocess.run(
         [sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(root), "--port", "0"],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
     )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -266,7 +265,6 @@ def test_bad_store_marker_is_one_line_exit_2(tmp_path, content):
 
 def test_every_store_compression_reads_back_equal_through_the_sdk(tmp_path):
     from mosaicolabs import MosaicoClient
-
     from test_server import check_read_back, write_run
 
     sizes = {}
@@ -277,9 +275,11 @@ def test_every_store_compression_reads_back_equal_through_the_sdk(tmp_path):
                 check_read_back(client, "comp", expected)
             sizes[comp] = sum(p.stat().st_size for p in (tmp_path / comp).rglob("chunk-*.arrows"))
         # and after a restart, from the files alone
-        with MosaicoServer.start_background(tmp_path / comp, port=0) as server:
-            with MosaicoClient.connect("127.0.0.1", server.port, timeout=10) as client:
-                check_read_back(client, "comp", expected)
+        with (
+            MosaicoServer.start_background(tmp_path / comp, port=0) as server,
+            MosaicoClient.connect("127.0.0.1", server.port, timeout=10) as client,
+        ):
+            check_read_back(client, "comp", expected)
     assert sizes["lz4"] < sizes["none"] and sizes["zstd"] < sizes["none"], sizes
     with pytest.raises(ValueError, match="store_compression"):
         MosaicoStore(tmp_path / "x", compression="gzip")

@@ -16,15 +16,14 @@ import textwrap
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
-
-from conftest import free_port, wait_until
-
 import wire_bodies as wire
+from conftest import free_port, wait_until
+from pyarrow import flight
+from test_server import SCHEMA, act, make_topic, put, rows
+
 from mosaico_bridge.protocol import descriptors
 from mosaico_bridge.server import MosaicoServer, MosaicoStore, Permission
-from test_server import SCHEMA, act, make_topic, put, rows
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -74,7 +73,7 @@ def read_in_subprocess(port: int, locator: str) -> dict:
     """DoGet a whole topic from another process; fails (never crashes pytest) on a crash."""
     proc = subprocess.run(
         [sys.executable, "-c", _READER, str(port), locator],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60,
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 0, f"reader exited {proc.returncode}: {proc.stderr[-2000:]}"
     return json.loads(proc.stdout)

@@ -12,8 +12,9 @@ import json
 import signal
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from .. import __version__
 from ..client import (
@@ -24,15 +25,30 @@ from ..client import (
     MosaicoError,
     SessionLevelErrorPolicy,
 )
-from ..protocol import auth, names
-from ..protocol.errors import InvalidArgumentError
 from ..client.security import SecurityConfig
 from ..conversion import ConversionError
 from ..embedded import EmbeddedServerError, ServerConfig, connect_or_embed
 from ..importer import BagImportError, ImportSummary, import_bags
+from ..protocol import auth, names
+from ..protocol.errors import InvalidArgumentError
 from ..server.catalog import STORE_FORMAT
-from ..sources import TIMESTAMP_SOURCES, BagSourceError, TopicFilter, check_distinct, default_timestamp
-from .common import CliError, Interrupted, StopSignals, env_default, fail, human_bytes, parse_metadata, setup_logging
+from ..sources import (
+    TIMESTAMP_SOURCES,
+    BagSourceError,
+    TopicFilter,
+    check_distinct,
+    default_timestamp,
+)
+from .common import (
+    CliError,
+    Interrupted,
+    StopSignals,
+    env_default,
+    fail,
+    human_bytes,
+    parse_metadata,
+    setup_logging,
+)
 
 PROG = "bag_import"
 #: Marker file of the embedded server's store (mosaico_bridge.server.store layout).
@@ -212,7 +228,7 @@ def run(args: argparse.Namespace, console) -> int:
     return 0
 
 
-def _connect(args: argparse.Namespace) -> tuple[MosaicoClient, Optional[Any], str, int]:
+def _connect(args: argparse.Namespace) -> tuple[MosaicoClient, Any | None, str, int]:
     """The client of the import and, without ``--host``, the embedded server on ``--root``
     (both through :func:`mosaico_bridge.embedded.connect_or_embed`).
 
@@ -245,7 +261,13 @@ def _connect(args: argparse.Namespace) -> tuple[MosaicoClient, Optional[Any], st
 
 def _dry_run(args: argparse.Namespace, bags: list[Path], topic_filter: TopicFilter, console) -> int:
     """``--dry-run``: print the import plan; exit 2 with the error a real import would give."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from ..sources.inspect import inspect_bags
 
@@ -327,13 +349,13 @@ def print_plan(plan, console) -> None:
         console.print(f"skipped topics: {', '.join(plan.skipped_topics)}")
 
 
-def _iso(t_ns: Optional[int]) -> str:
+def _iso(t_ns: int | None) -> str:
     """``t_ns`` (ns since the Unix epoch) as UTC ISO 8601 with milliseconds."""
     if t_ns is None:
         return "-"
     import datetime
 
-    dt = datetime.datetime.fromtimestamp(t_ns // 1_000_000_000, tz=datetime.timezone.utc)
+    dt = datetime.datetime.fromtimestamp(t_ns // 1_000_000_000, tz=datetime.UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(t_ns % 1_000_000_000) // 1_000_000:03d}Z"
 
 
@@ -397,7 +419,14 @@ def _refusal(host: str, port: int, exc: AuthenticationError) -> str:
 def _import(client, bags, args, topic_filter, metadata, console, stop: StopSignals, started: list) -> ImportSummary:
     """Run :func:`import_bags` with a progress bar; ``started`` gets an item once the
     sequence is about to be created (past that point an interrupt leaves something to report)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     progress = Progress(
         TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TextColumn("msgs"),
@@ -439,7 +468,7 @@ def _import(client, bags, args, topic_filter, metadata, console, stop: StopSigna
         )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
     args = build_parser().parse_args(argv)

@@ -11,13 +11,17 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..protocol.messages import MAX_JSON_DEPTH
+
+if TYPE_CHECKING:
+    from typing import Self
 
 
 class CliError(Exception):
@@ -145,12 +149,12 @@ class StopSignals:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, on_force: Optional[Callable[[int], None]] = None) -> None:
-        self.signum: Optional[int] = None
+    def __init__(self, on_force: Callable[[int], None] | None = None) -> None:
+        self.signum: int | None = None
         self._on_force = on_force
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -161,7 +165,7 @@ class StopSignals:
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
             return

@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 PROG = "mosaico_server"
 
@@ -151,7 +151,7 @@ def _bootstrap_key(root: str, log: logging.Logger) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mosaico_server``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -166,8 +166,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import pyarrow as pa
 
-    from mosaico_bridge.server.flight_server import MosaicoServer
     from mosaico_bridge.protocol.errors import MosaicoError
+    from mosaico_bridge.server.flight_server import MosaicoServer
     from mosaico_bridge.server.store import MosaicoStore
 
     root = os.path.abspath(os.path.expanduser(args.root))

@@ -21,19 +21,20 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import pyarrow as pa
 
 from .. import __version__
 from ..client import MosaicoClient, MosaicoError, SessionLevelErrorPolicy
+from ..embedded import ServerConfig, connect_or_embed
 from ..protocol import auth, names
 from ..protocol.descriptors import TIMESTAMP_FIELD
 from ..protocol.errors import InvalidArgumentError
 from ..protocol.messages import SERIALIZATION_FORMATS
-from ..embedded import ServerConfig, connect_or_embed
 from .common import CliError, Interrupted, StopSignals, env_default, fail, setup_logging
 
 PROG = "spool_upload"
@@ -207,7 +208,7 @@ def upload_topic(client: MosaicoClient, t: SpooledTopic, stop: StopSignals) -> s
     return "uploaded" + (" (the file ends in an incomplete record batch, left out)" if t.truncated else "")
 
 
-def _existing(client: MosaicoClient, t: SpooledTopic) -> Optional[str]:
+def _existing(client: MosaicoClient, t: SpooledTopic) -> str | None:
     """None if the server has no topic ``t.topic`` in ``t.sequence``; ``"complete"`` if
     it has it, closed, with ``t.rows`` rows; else the locator of the open session holding it.
 
@@ -233,7 +234,7 @@ def _existing(client: MosaicoClient, t: SpooledTopic) -> Optional[str]:
                    f"not the {t.rows} of this spool file; rename or delete one of them", 1)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     spool = Path(args.spool)

@@ -11,7 +11,6 @@ not grow with the bag.
 from __future__ import annotations
 
 import threading
-from typing import Optional
 
 #: Default budget, in bytes.
 DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
@@ -56,11 +55,10 @@ class InflightBudget:
             if not self._fits(n):
                 return False
             self._used += n
-            if self._used > self._peak:
-                self._peak = self._used
+            self._peak = max(self._peak, self._used)
             return True
 
-    def acquire(self, n: int, timeout: Optional[float] = None) -> bool:
+    def acquire(self, n: int, timeout: float | None = None) -> bool:
         """Charge ``n`` bytes, waiting until they fit (at most ``timeout`` seconds; None: no limit).
 
         Returns:
@@ -75,8 +73,7 @@ class InflightBudget:
                 finally:
                     self._waiters -= 1
             self._used += n
-            if self._used > self._peak:
-                self._peak = self._used
+            self._peak = max(self._peak, self._used)
             return True
 
     def release(self, n: int) -> None:

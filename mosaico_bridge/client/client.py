@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..protocol import auth, names
 from ..protocol import messages as msg
+from ..protocol.auth import APIKeyPermissionEnum
 from ..protocol.descriptors import read_descriptor
 from ..protocol.errors import MosaicoError, NotFoundError
 from ..protocol.messages import Notification
@@ -29,7 +31,7 @@ from .control import ControlConnection
 from .data import DEFAULT_DATA_CONNECTIONS, ConnectionPool
 from .handlers import SequenceHandler, TopicHandler
 from .processing import ExecutorPool
-from .security import APIKeyPermissionEnum, APIKeyStatus, SecurityConfig
+from .security import APIKeyStatus, SecurityConfig
 from .sequence_writer import (
     DEFAULT_MAX_BATCH_AGE_S,
     SequenceWriter,
@@ -38,9 +40,13 @@ from .sequence_writer import (
 from .transport import Transport, check_compression
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from .query import QueryResult
 
 log = logging.getLogger("mosaico_bridge.client")
+
+_H = TypeVar("_H")  # a handler type, for _cached_handler
 
 _SENTINEL = object()
 
@@ -78,7 +84,7 @@ class MosaicoClient:
         processing: ExecutorPool,
         security: SecurityConfig,
         info: ServerInfo,
-        budget: Optional[InflightBudget] = None,
+        budget: InflightBudget | None = None,
         compression: str = "none",
         sentinel: object = None,
     ) -> None:
@@ -105,14 +111,14 @@ class MosaicoClient:
         host: str,
         port: int,
         timeout: float = 5,
-        tls_cert_path: Optional[str] = None,
-        api_key: Optional[str] = None,
+        tls_cert_path: str | None = None,
+        api_key: str | None = None,
         *,
         data_connections: int = DEFAULT_DATA_CONNECTIONS,
-        workers: Optional[int] = None,
+        workers: int | None = None,
         max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
         compression: str = "none",
-    ) -> "MosaicoClient":
+    ) -> MosaicoClient:
         """Connect to the server at ``host:port`` and set up all four layers.
 
         Args:
@@ -184,7 +190,7 @@ class MosaicoClient:
         )
 
     @classmethod
-    def from_env(cls, host: str, port: int, timeout: float = 5, **kwargs: Any) -> "MosaicoClient":
+    def from_env(cls, host: str, port: int, timeout: float = 5, **kwargs: Any) -> MosaicoClient:
         """:meth:`connect` with ``MOSAICO_API_KEY`` and ``MOSAICO_TLS_CERT_FILE`` from the environment.
 
         An unset or empty variable means no key / plaintext. Raises as :meth:`connect`.
@@ -198,7 +204,7 @@ class MosaicoClient:
             **kwargs,
         )
 
-    def __enter__(self) -> "MosaicoClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -241,7 +247,7 @@ class MosaicoClient:
         return self._transport.budget
 
     @property
-    def api_key_fingerprint(self) -> Optional[str]:
+    def api_key_fingerprint(self) -> str | None:
         """The 8-hex fingerprint of the API key in use, or None (no key, or not ``msco_`` shaped)."""
         return self._security.api_key_fingerprint
 
@@ -251,12 +257,12 @@ class MosaicoClient:
         sequence_name: str,
         metadata: Mapping[str, Any],
         on_error: SessionLevelErrorPolicy | str,
-        max_batch_size_bytes: Optional[int],
-        max_batch_size_records: Optional[int],
+        max_batch_size_bytes: int | None,
+        max_batch_size_records: int | None,
         create: bool,
-        spool_dir: Optional[str],
+        spool_dir: str | None,
         max_batch_age_s: float,
-        compression: Optional[str],
+        compression: str | None,
     ) -> SequenceWriter:
         limit = min(self.max_batch_size_bytes, DEFAULT_BATCH_BYTES)
         if max_batch_size_bytes is not None:
@@ -275,12 +281,12 @@ class MosaicoClient:
         sequence_name: str,
         metadata: Mapping[str, Any],
         on_error: SessionLevelErrorPolicy | str = SessionLevelErrorPolicy.Report,
-        max_batch_size_bytes: Optional[int] = None,
-        max_batch_size_records: Optional[int] = None,
+        max_batch_size_bytes: int | None = None,
+        max_batch_size_records: int | None = None,
         *,
-        spool_dir: Optional[str] = None,
+        spool_dir: str | None = None,
         max_batch_age_s: float = DEFAULT_MAX_BATCH_AGE_S,
-        compression: Optional[str] = None,
+        compression: str | None = None,
     ) -> SequenceWriter:
         """A writer that creates the sequence ``sequence_name`` when it is opened
         (:meth:`SequenceWriter.open`, or entering its ``with`` block).
@@ -306,12 +312,12 @@ class MosaicoClient:
         self,
         sequence_name: str,
         on_error: SessionLevelErrorPolicy | str = SessionLevelErrorPolicy.Report,
-        max_batch_size_bytes: Optional[int] = None,
-        max_batch_size_records: Optional[int] = None,
+        max_batch_size_bytes: int | None = None,
+        max_batch_size_records: int | None = None,
         *,
-        spool_dir: Optional[str] = None,
+        spool_dir: str | None = None,
         max_batch_age_s: float = DEFAULT_MAX_BATCH_AGE_S,
-        compression: Optional[str] = None,
+        compression: str | None = None,
     ) -> SequenceWriter:
         """A writer for a new session on the existing sequence ``sequence_name``; options
         as :meth:`sequence_create`."""
@@ -321,7 +327,7 @@ class MosaicoClient:
         )
 
     # ------------------------------------------------------------------ reading
-    def query(self, *queries: Any, query: Any = None) -> Optional["QueryResult"]:
+    def query(self, *queries: Any, query: Any = None) -> QueryResult | None:
         """Search the server's catalog (DoAction ``query``; needs Read).
 
         ``queries`` are builders (:class:`~mosaico_bridge.client.query.QuerySequence`,
@@ -370,7 +376,7 @@ class MosaicoClient:
         except NotFoundError:
             return False
 
-    def _cached_handler(self, cache: dict, locator: str, build):
+    def _cached_handler(self, cache: dict[str, _H], locator: str, build: Callable[[Any], _H | None]) -> _H | None:
         """The cached handler of ``locator``, or ``build(FlightInfo)`` stored in ``cache``;
         None if the server refuses to describe the resource (not found, or any other
         refusal, as the Mosaico client design specifies)."""
@@ -389,7 +395,7 @@ class MosaicoClient:
                 cache[locator] = handler
         return handler
 
-    def sequence_handler(self, sequence_name: str) -> Optional[SequenceHandler]:
+    def sequence_handler(self, sequence_name: str) -> SequenceHandler | None:
         """Handler of a sequence (cached), or None if the server does not know it."""
         return self._cached_handler(
             self._sequence_handlers,
@@ -397,7 +403,7 @@ class MosaicoClient:
             lambda info: SequenceHandler(self._control, info),
         )
 
-    def topic_handler(self, sequence_name: str, topic_name: str) -> Optional[TopicHandler]:
+    def topic_handler(self, sequence_name: str, topic_name: str) -> TopicHandler | None:
         """Handler of a topic (cached), or None if the server does not know it."""
         return self._cached_handler(
             self._topic_handlers,
@@ -460,8 +466,8 @@ class MosaicoClient:
         return value
 
     def api_key_create(
-        self, permission: APIKeyPermissionEnum, description: str, expires_at_ns: Optional[int] = None
-    ) -> Optional[str]:
+        self, permission: APIKeyPermissionEnum, description: str, expires_at_ns: int | None = None
+    ) -> str | None:
         """Create an API key (DoAction ``api_key_create``; the caller needs Manage).
 
         Args:
@@ -491,7 +497,7 @@ class MosaicoClient:
         log.info("created API key %s (%s)", auth.api_key_fingerprint(reply.api_key), level.value)
         return reply.api_key
 
-    def api_key_status(self, api_key_fingerprint: Optional[str] = None) -> Optional[APIKeyStatus]:
+    def api_key_status(self, api_key_fingerprint: str | None = None) -> APIKeyStatus | None:
         """Status of a key (DoAction ``api_key_status``; the caller needs Manage).
 
         Args:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from ..protocol import messages as msg
-from ..protocol.errors import AuthenticationError
+from ..protocol.errors import AuthenticationError, MalformedMessageError
 from ..protocol.names import location
 from .errors import translate
 from .security import SecurityConfig, tls_failure
@@ -45,7 +46,7 @@ class ControlConnection:
     def options(self) -> flight.FlightCallOptions:
         return flight.FlightCallOptions(timeout=self.timeout)
 
-    def request(self, request: msg.Request) -> Optional[dict[str, Any]]:
+    def request(self, request: msg.Request) -> dict[str, Any] | None:
         """Send a typed request (DoAction ``request.ACTION``); return the reply's
         ``response`` object, or None when the server sent none (``docs/protocol.md`` § DoAction).
 
@@ -56,7 +57,7 @@ class ControlConnection:
         """
         return self.do_action(request.ACTION, request.body())
 
-    def do_action(self, name: str, body: bytes) -> Optional[dict[str, Any]]:
+    def do_action(self, name: str, body: bytes) -> dict[str, Any] | None:
         """Run the DoAction ``name`` with a JSON ``body``; return the reply's ``response``.
 
         Raises: as :meth:`request`.
@@ -68,7 +69,7 @@ class ControlConnection:
             raise translate(name, exc) from None
         return msg.parse_response(name, bodies)
 
-    def result_bodies(self, name: str, payload: dict[str, Any]) -> list[bytes]:
+    def result_bodies(self, name: str, payload: Mapping[str, Any]) -> list[bytes]:
         """Run the DoAction ``name`` with a JSON ``payload``; return the raw Result bodies
         (for paged replies, one envelope per Result).
 
@@ -103,7 +104,7 @@ class ControlConnection:
                 return msg.InfoResponse.from_dict(self.request(msg.InfoRequest()))
             except AuthenticationError:
                 raise
-            except (ConnectionError, msg.MalformedMessageError, OSError, flight.FlightError) as exc:
+            except (ConnectionError, MalformedMessageError, OSError, flight.FlightError) as exc:
                 last = exc  # not yet
             except Exception as exc:  # noqa: BLE001 - any other refusal also means "not ready yet"
                 last = exc

@@ -13,11 +13,12 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Optional, TypeVar
+from typing import TypeVar
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from ..protocol.descriptors import doput_descriptor
 from .errors import translate
@@ -38,7 +39,7 @@ class DataConnection:
         self.client = client
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mosaico-data-{index}")
 
-    def submit(self, fn: Callable[..., T], *args: object) -> "Future[T]":
+    def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
         """Run ``fn(*args)`` on this connection's writer thread, after everything submitted before."""
         return self._thread.submit(fn, *args)
 
@@ -48,7 +49,7 @@ class DataConnection:
 
     def open_put(
         self, topic_locator: str, topic_uuid: str, schema: pa.Schema,
-        options: Optional[flight.FlightCallOptions] = None,
+        options: flight.FlightCallOptions | None = None,
     ) -> tuple[flight.FlightStreamWriter, flight.FlightMetadataReader]:
         """Open the DoPut stream of one topic (``docs/protocol.md`` § DoPut); ``options``
         may carry IPC write options (body compression).
@@ -57,7 +58,8 @@ class DataConnection:
             ServerRefusedError, ConnectionError: if the server refuses or is unreachable.
         """
         try:
-            return self.client.do_put(doput_descriptor(topic_locator, topic_uuid), schema, options=options)
+            writer, reader = self.client.do_put(doput_descriptor(topic_locator, topic_uuid), schema, options=options)
+            return writer, reader
         except (flight.FlightError, pa.ArrowException, OSError) as exc:
             raise translate("DoPut", exc) from None
 

@@ -10,7 +10,7 @@ server sends in ``extra_info``, the gRPC status class of the exception, and noth
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from ..protocol import errors as perr
 from ..protocol.errors import (

@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from ..protocol.descriptors import SequenceMetadata, TopicMetadata, read_descriptor
 from ..protocol.names import split_topic_locator, topic_path
@@ -24,7 +25,7 @@ class Session:
     locator: str
     created_at_ns: int
     locked: bool
-    completed_at_ns: Optional[int]
+    completed_at_ns: int | None
     topics: tuple[str, ...]
 
 
@@ -35,14 +36,14 @@ class TopicHandler:
         MalformedMessageError: the endpoint's metadata is not what the protocol describes.
     """
 
-    def __init__(self, control: "ControlConnection", endpoint: flight.FlightEndpoint) -> None:
+    def __init__(self, control: ControlConnection, endpoint: flight.FlightEndpoint) -> None:
         self._control = control
         self._endpoint = endpoint
         self.metadata = TopicMetadata.from_bytes(endpoint.app_metadata)
         self.locator: str = self.metadata.resource_locator
         self.sequence_name, path = split_topic_locator(self.locator)
         self.name = "/" + path
-        self._schema: Optional[pa.Schema] = None
+        self._schema: pa.Schema | None = None
 
     @property
     def user_metadata(self) -> dict[str, Any]:
@@ -78,13 +79,13 @@ class TopicHandler:
         return self.metadata.total_row_count
 
     @property
-    def timestamp_ns_min(self) -> Optional[int]:
+    def timestamp_ns_min(self) -> int | None:
         """First ``timestamp_ns`` stored (ns), None while the topic has no rows."""
         iv = self.metadata.interval
         return iv.start_ns if iv else None
 
     @property
-    def timestamp_ns_max(self) -> Optional[int]:
+    def timestamp_ns_max(self) -> int | None:
         """Last ``timestamp_ns`` stored (ns), None while the topic has no rows."""
         iv = self.metadata.interval
         return iv.end_ns if iv else None
@@ -97,7 +98,7 @@ class TopicHandler:
         return self._schema
 
     def iter_batches(
-        self, timestamp_ns_start: Optional[int] = None, timestamp_ns_end: Optional[int] = None
+        self, timestamp_ns_start: int | None = None, timestamp_ns_end: int | None = None
     ) -> Iterator[pa.RecordBatch]:
         """Stream the topic's rows in timestamp order (start inclusive, end exclusive, ns)."""
         ticket = self._endpoint.ticket
@@ -109,7 +110,7 @@ class TopicHandler:
             if chunk.data is not None and chunk.data.num_rows:
                 yield chunk.data
 
-    def read(self, timestamp_ns_start: Optional[int] = None, timestamp_ns_end: Optional[int] = None) -> pa.Table:
+    def read(self, timestamp_ns_start: int | None = None, timestamp_ns_end: int | None = None) -> pa.Table:
         """All rows (or a time range) as one Arrow table in the stored schema."""
         return pa.Table.from_batches(list(self.iter_batches(timestamp_ns_start, timestamp_ns_end)), schema=self.schema)
 
@@ -121,7 +122,7 @@ class SequenceHandler:
         MalformedMessageError: the metadata is not what the protocol describes.
     """
 
-    def __init__(self, control: "ControlConnection", info: flight.FlightInfo) -> None:
+    def __init__(self, control: ControlConnection, info: flight.FlightInfo) -> None:
         self._control = control
         self.metadata = SequenceMetadata.from_bytes(info.app_metadata)
         self.name: str = self.metadata.resource_locator
@@ -154,16 +155,16 @@ class SequenceHandler:
         return sum(t.total_size_bytes for t in self._topics.values())
 
     @property
-    def timestamp_ns_min(self) -> Optional[int]:
+    def timestamp_ns_min(self) -> int | None:
         values = [t.timestamp_ns_min for t in self._topics.values() if t.timestamp_ns_min is not None]
         return min(values) if values else None
 
     @property
-    def timestamp_ns_max(self) -> Optional[int]:
+    def timestamp_ns_max(self) -> int | None:
         values = [t.timestamp_ns_max for t in self._topics.values() if t.timestamp_ns_max is not None]
         return max(values) if values else None
 
-    def get_topic_handler(self, topic_name: str) -> Optional[TopicHandler]:
+    def get_topic_handler(self, topic_name: str) -> TopicHandler | None:
         return self._topics.get("/" + topic_path(topic_name))
 
     def __repr__(self) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ class ExecutorPool:
         self.workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mosaico-convert")
 
-    def submit(self, fn: Callable[..., T], *args: object) -> "Future[T]":
+    def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
         return self._pool.submit(fn, *args)
 
     def warm(self) -> None:

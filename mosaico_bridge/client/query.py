@@ -115,7 +115,7 @@ def __getattr__(name: str) -> OntologyModel:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def query_body(*queries: QueryBuilder, query: Query | None = None) -> dict:
+def query_body(*queries: QueryBuilder, query: Query | None = None) -> dict[str, Any]:
     """The ``query`` DoAction body for builders or a prebuilt :class:`Query`.
 
     Raises:
@@ -130,7 +130,7 @@ def query_body(*queries: QueryBuilder, query: Query | None = None) -> dict:
     raise ValueError("expected query builders or a Query object")
 
 
-def _envelopes(bodies: Iterable[bytes]) -> list[dict]:
+def _envelopes(bodies: Iterable[bytes]) -> list[dict[str, Any]]:
     out = []
     for body in bodies:
         for line in bytes(body).splitlines():
@@ -166,9 +166,9 @@ def _topic_payload(
     clustering_dt_ns: int | None,
     timestamp_range: TimestampRange | None,
     include_timestamp_range: bool,
-) -> dict:
+) -> dict[str, Any]:
     exprs = [e for e in (ontology.expressions() if ontology else []) if e.ontology_tag == topic.ontology_tag]
-    payload: dict = {
+    payload: dict[str, Any] = {
         "locator": topic.locator,
         "clustering_dt_ns": clustering_dt_ns if clustering_dt_ns is not None else 0,
         "ontology": {k: v for e in exprs for k, v in e.to_dict().items()},

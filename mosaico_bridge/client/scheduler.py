@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .topic_writer import TopicWriter
@@ -30,7 +30,7 @@ class BatchScheduler:
 
     def __init__(self, max_batch_age_s: float, name: str = "mosaico-batches") -> None:
         self._age_s = float(max_batch_age_s)
-        self._writers: list["TopicWriter"] = []
+        self._writers: list[TopicWriter] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
@@ -39,7 +39,7 @@ class BatchScheduler:
     def start(self) -> None:
         self._thread.start()
 
-    def add(self, writer: "TopicWriter") -> None:
+    def add(self, writer: TopicWriter) -> None:
         with self._lock:
             self._writers = [*self._writers, writer]
         self._wake.set()
@@ -59,7 +59,7 @@ class BatchScheduler:
         while not self._stop:
             self._wake.clear()
             now = time.monotonic_ns()
-            earliest: Optional[int] = None
+            earliest: int | None = None
             for writer in self._writers:
                 due = writer.due(now)
                 if due is not None and due <= now:

@@ -14,9 +14,9 @@ import os
 import re
 import ssl
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from ..protocol import auth
 from ..protocol.auth import APIKeyPermissionEnum
@@ -35,11 +35,11 @@ class APIKeyStatus:
     permission: APIKeyPermissionEnum
     description: str
     created_at_ns: int
-    expires_at_ns: Optional[int] = None
+    expires_at_ns: int | None = None
     revoked: bool = False
 
     @classmethod
-    def from_response(cls, response: ApiKeyStatusResponse) -> "APIKeyStatus":
+    def from_response(cls, response: ApiKeyStatusResponse) -> APIKeyStatus:
         """From the typed ``api_key_status`` reply.
 
         Raises:
@@ -87,7 +87,7 @@ def read_tls_root_certs(tls_cert_path: str | os.PathLike[str]) -> bytes:
 _HANDSHAKE_REASON = re.compile(r"SSL_ERROR_SSL: error:[0-9A-Fa-f]+:SSL routines::([^.;]+)")
 
 
-def tls_failure(exc: BaseException, tls: bool, tls_cert_path: Optional[str] = None) -> Optional[tuple[bool, str]]:
+def tls_failure(exc: BaseException, tls: bool, tls_cert_path: str | None = None) -> tuple[bool, str] | None:
     """Explain a connection failure caused by a TLS mismatch between client and server.
 
     Args:
@@ -118,7 +118,7 @@ def tls_failure(exc: BaseException, tls: bool, tls_cert_path: Optional[str] = No
     return None
 
 
-class _ApiKeyMiddleware(flight.ClientMiddleware):
+class _ApiKeyMiddleware(flight.ClientMiddleware):  # type: ignore[misc]  # pyarrow has no type stubs
     def __init__(self, header_value: bytes) -> None:
         self._header_value = header_value
 
@@ -129,7 +129,7 @@ class _ApiKeyMiddleware(flight.ClientMiddleware):
         return "_ApiKeyMiddleware()"
 
 
-class ApiKeyMiddlewareFactory(flight.ClientMiddlewareFactory):
+class ApiKeyMiddlewareFactory(flight.ClientMiddlewareFactory):  # type: ignore[misc]  # pyarrow has no type stubs
     """Adds ``mosaico-api-key-token`` to every call made by a Flight client (``docs/protocol.md`` § Security).
 
     Surrounding whitespace (a newline read from a file) is removed from the key. Only
@@ -147,7 +147,7 @@ class ApiKeyMiddlewareFactory(flight.ClientMiddlewareFactory):
         if not all(0x20 <= ord(ch) < 0x7F for ch in api_key):
             raise ValueError("API key holds characters other than printable ASCII")
         self.__api_key = api_key.encode("ascii")
-        self.fingerprint: Optional[str] = auth.api_key_fingerprint(api_key)
+        self.fingerprint: str | None = auth.api_key_fingerprint(api_key)
 
     def start_call(self, info: flight.CallInfo) -> flight.ClientMiddleware:
         return _ApiKeyMiddleware(self.__api_key)
@@ -167,13 +167,13 @@ class SecurityConfig:
         tls_cert_path: where ``tls_root_certs`` came from, for messages.
     """
 
-    tls_root_certs: Optional[bytes] = field(default=None, repr=False)
-    api_key_fingerprint: Optional[str] = None
+    tls_root_certs: bytes | None = field(default=None, repr=False)
+    api_key_fingerprint: str | None = None
     _middleware: list[flight.ClientMiddlewareFactory] = field(default_factory=list, repr=False)
-    tls_cert_path: Optional[str] = None
+    tls_cert_path: str | None = None
 
     @classmethod
-    def create(cls, tls_cert_path: Optional[str] = None, api_key: Optional[str] = None) -> "SecurityConfig":
+    def create(cls, tls_cert_path: str | None = None, api_key: str | None = None) -> SecurityConfig:
         """Build the layer from a CA path and an API key, either of them optional.
 
         ``tls_cert_path=None`` means plaintext; an empty string is an error. An empty or

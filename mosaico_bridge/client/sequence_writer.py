@@ -24,7 +24,8 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -36,6 +37,9 @@ from .scheduler import BatchScheduler
 from .spool import Spool
 from .topic_writer import BatchConverter, TopicWriter
 from .transport import Transport, check_compression, put_options
+
+if TYPE_CHECKING:
+    from typing import Self
 
 log = logging.getLogger("mosaico_bridge.client")
 
@@ -85,12 +89,12 @@ class SequenceWriter:
         metadata: Mapping[str, Any],
         on_error: SessionLevelErrorPolicy | str,
         max_batch_size_bytes: int,
-        max_batch_size_records: Optional[int],
+        max_batch_size_records: int | None,
         create_sequence: bool,
-        spool_dir: Optional[str] = None,
+        spool_dir: str | None = None,
         *,
         max_batch_age_s: float = DEFAULT_MAX_BATCH_AGE_S,
-        compression: Optional[str] = None,
+        compression: str | None = None,
     ) -> None:
         self._transport = transport
         self.sequence_name = names.validate_sequence_name(sequence_name)
@@ -110,16 +114,16 @@ class SequenceWriter:
         self._topics: dict[str, TopicWriter] = {}
         self._lock = threading.Lock()
         self._state = WriterState.NEW
-        self._scheduler: Optional[BatchScheduler] = None
-        self.session_uuid: Optional[str] = None
-        self.session_locator: Optional[str] = None
+        self._scheduler: BatchScheduler | None = None
+        self.session_uuid: str | None = None
+        self.session_locator: str | None = None
 
     # -------------------------------------------------------------- lifecycle
     @property
     def state(self) -> WriterState:
         return self._state
 
-    def open(self) -> "SequenceWriter":
+    def open(self) -> Self:
         """Create the sequence (unless updating one) and a session on it.
 
         Raises:
@@ -145,10 +149,10 @@ class SequenceWriter:
         log.info("sequence %s: session %s open", self.sequence_name, self.session_locator)
         return self
 
-    def __enter__(self) -> "SequenceWriter":
+    def __enter__(self) -> Self:
         return self.open()
 
-    def __exit__(self, exc_type: object, exc: Optional[BaseException], tb: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         if self._state is not WriterState.OPEN:
             return
         if exc is None:
@@ -165,11 +169,11 @@ class SequenceWriter:
         self,
         topic_name: str,
         metadata: Mapping[str, Any],
-        converter: Optional[BatchConverter] = None,
+        converter: BatchConverter | None = None,
         *,
-        schema: Optional[pa.Schema] = None,
-        ontology_tag: Optional[str] = None,
-        serialization_format: Optional[str] = None,
+        schema: pa.Schema | None = None,
+        ontology_tag: str | None = None,
+        serialization_format: str | None = None,
     ) -> TopicWriter:
         """Create a topic in this session and open its DoPut stream (``docs/protocol.md`` § DoPut).
 
@@ -241,7 +245,7 @@ class SequenceWriter:
         log.debug("topic %s: created on data connection %d", locator, connection.index)
         return writer
 
-    def get_topic_writer(self, topic_name: str) -> Optional[TopicWriter]:
+    def get_topic_writer(self, topic_name: str) -> TopicWriter | None:
         self._require_open()
         return self._topics.get(topic_name)
 
@@ -284,7 +288,7 @@ class SequenceWriter:
         self._state = WriterState.FINALIZED
         log.info("sequence %s: session %s finalized", self.sequence_name, self.session_locator)
 
-    def abort(self, error: BaseException | str, policy: Optional[SessionLevelErrorPolicy | str] = None) -> WriterState:
+    def abort(self, error: BaseException | str, policy: SessionLevelErrorPolicy | str | None = None) -> WriterState:
         """Apply an error policy (``policy``, default :attr:`on_error`) for ``error``.
 
         Never raises; returns the state reached (``REPORTED``, ``DELETED``, or ``FAILED``

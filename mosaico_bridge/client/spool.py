@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import pyarrow as pa
 
@@ -30,8 +31,8 @@ class SpoolFile:
         self.schema = schema
         self._sidecar = dict(sidecar)
         self._lock = threading.Lock()
-        self._sink: Optional[Any] = None
-        self._writer: Optional[pa.ipc.RecordBatchStreamWriter] = None
+        self._sink: Any | None = None
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch, reason: str) -> None:
@@ -47,7 +48,7 @@ class SpoolFile:
                 tmp = self.path.with_suffix(".json.tmp")
                 tmp.write_text(json.dumps(sidecar, indent=1), encoding="utf-8")
                 os.replace(tmp, self.path.with_suffix(".json"))
-                self._sink = open(self.path, "ab")
+                self._sink = open(self.path, "ab")  # noqa: SIM115 - stays open across batches; closed in close()
                 self._writer = pa.ipc.new_stream(self._sink, self.schema)
             assert self._sink is not None
             self._writer.write_batch(batch)

@@ -31,12 +31,13 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from ..conversion.common import ConversionError
 from ..protocol.descriptors import PutAck
@@ -94,19 +95,16 @@ class LatencyHistogram:
         top = 0
         for t in starts_ns:
             lat = now_ns - t
-            if lat < 1000:
-                lat = 1000
+            lat = max(lat, 1000)
             total += lat
-            if lat > top:
-                top = lat
+            top = max(top, lat)
             idx.append(min(self._BUCKETS - 1, int(math.log(lat / 1000) / self._RATIO)))
         with self._lock:
             for i in idx:
                 self._counts[i] += 1
             self._n += len(idx)
             self._sum += total
-            if top > self._max:
-                self._max = top
+            self._max = max(self._max, top)
 
     def snapshot(self) -> dict[str, int]:
         """``latency_ns_mean``, ``latency_ns_max``, ``latency_ns_p50``, ``latency_ns_p99`` (0 if empty)."""
@@ -157,7 +155,7 @@ class _Sent:
     size: int  # IPC bytes
     charge: int  # budget bytes given back at acknowledgement
     received: list[int]  # receive times (monotonic ns) of the rows
-    batch: Optional[pa.RecordBatch]  # kept for the spool until acknowledged
+    batch: pa.RecordBatch | None  # kept for the spool until acknowledged
 
 
 class TopicWriter:
@@ -179,17 +177,17 @@ class TopicWriter:
         locator: str,
         uuid: str,
         schema: pa.Schema,
-        converter: Optional[BatchConverter],
+        converter: BatchConverter | None,
         connection: DataConnection,
         processing: ExecutorPool,
         budget: InflightBudget,
         stream: tuple[flight.FlightStreamWriter, flight.FlightMetadataReader],
         max_batch_bytes: int,
-        max_batch_records: Optional[int],
+        max_batch_records: int | None,
         max_batch_age_ns: int,
         notify: Callable[[str], None],
         wake: Callable[[], None],
-        spool: Optional[SpoolFile] = None,
+        spool: SpoolFile | None = None,
     ) -> None:
         self.name = name
         self.locator = locator
@@ -228,14 +226,14 @@ class TopicWriter:
         self._sent_rows = 0
         self._acked_rows = 0
         self._ack_mode = False
-        self._error: Optional[BaseException] = None
-        self._ack_error: Optional[BaseException] = None
+        self._error: BaseException | None = None
+        self._ack_error: BaseException | None = None
         self._ack_thread = threading.Thread(target=self._read_acks, name=f"mosaico-ack{locator}", daemon=True)
         self._ack_thread.start()
 
     # ------------------------------------------------------------------ public API
     @property
-    def error(self) -> Optional[BaseException]:
+    def error(self) -> BaseException | None:
         """The first error of a background conversion or upload, if any."""
         return self._error
 
@@ -256,7 +254,7 @@ class TopicWriter:
         out.update(self.latency.snapshot())
         return out
 
-    def push(self, timestamp_ns: int, message: Any, receive_time_ns: Optional[int] = None, *,
+    def push(self, timestamp_ns: int, message: Any, receive_time_ns: int | None = None, *,
              block: bool = False) -> bool:
         """Buffer one serialized message with its timestamp (ns since the Unix epoch) and
         its receive time (``time.monotonic_ns()``; default: now).
@@ -365,7 +363,7 @@ class TopicWriter:
         self._raise_error()
 
     # ------------------------------------------------------------------ scheduler side
-    def due(self, now_ns: int) -> Optional[int]:
+    def due(self, now_ns: int) -> int | None:
         """When the buffer must be sent (monotonic ns; <= now: at once), None if empty."""
         with self._lock:
             if not self._pending_recv:
@@ -440,7 +438,7 @@ class TopicWriter:
         self._enqueue_write(conv.result, recv, charge, (ts, msgs))
 
     def _enqueue_write(self, get_batch: Callable[[], Any], received: list[int], charge: int,
-                       source: Optional[tuple[list[int], list[Any]]]) -> None:
+                       source: tuple[list[int], list[Any]] | None) -> None:
         try:
             fut = self._conn.submit(self._write, get_batch, received, charge, source)
         except RuntimeError as exc:  # the connection's thread was shut down
@@ -460,7 +458,7 @@ class TopicWriter:
             fut.result()
 
     def _write(self, get_batch: Callable[[], Any], received: list[int], charge: int,
-               source: Optional[tuple[list[int], list[Any]]]) -> None:
+               source: tuple[list[int], list[Any]] | None) -> None:
         """Runs on the data connection's thread.
 
         If conversion failed at message ``i`` (the converter's error carries ``index``),
@@ -605,8 +603,7 @@ class TopicWriter:
                     continue
                 with self._lock:
                     self._ack_mode = True
-                    if ack.rows > self._acked_rows:
-                        self._acked_rows = ack.rows
+                    self._acked_rows = max(self._acked_rows, ack.rows)
                     acked = self._apply_acks_locked()
                 self._record(acked)
         except (flight.FlightError, pa.ArrowException, OSError) as exc:
@@ -651,7 +648,7 @@ class TopicWriter:
     def _end_stream(self) -> None:
         """On the data connection's thread: end the DoPut stream, wait for the server to end
         it, and take the end of the stream as the acknowledgement of everything sent."""
-        err: Optional[BaseException] = None
+        err: BaseException | None = None
         try:
             self._writer.done_writing()
         except (flight.FlightError, pa.ArrowException, OSError) as exc:

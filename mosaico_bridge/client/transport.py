@@ -8,10 +8,9 @@ memory budget and the IPC options of DoPut bodies, as one small object.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from .budget import InflightBudget
 from .control import ControlConnection
@@ -38,7 +37,7 @@ def check_compression(compression: str) -> str:
     return value
 
 
-def put_options(compression: str) -> Optional[flight.FlightCallOptions]:
+def put_options(compression: str) -> flight.FlightCallOptions | None:
     """Flight call options of a DoPut whose IPC bodies use ``compression`` (None for ``none``)."""
     value = check_compression(compression)
     if value == "none":

@@ -129,7 +129,7 @@ COVARIANCE_KIND_TYPE = pa.int16()
 # --------------------------------------------------------------------------- #
 
 
-def _field_desc(typestore: Any, msgtype: str, name: str):
+def _field_desc(typestore: Any, msgtype: str, name: str) -> Any:
     """Return the rosbags field description ``(Nodetype, content)`` of ``msgtype.name``."""
     try:
         _, fields = typestore.fielddefs[msgtype]
@@ -141,7 +141,7 @@ def _field_desc(typestore: Any, msgtype: str, name: str):
     raise KeyError(f"type {msgtype} has no field {name!r}")
 
 
-def resolve_path(typestore: Any, msgtype: str, path: str):
+def resolve_path(typestore: Any, msgtype: str, path: str) -> Any:
     """Walk a dotted attribute path through message definitions.
 
     Args:
@@ -178,7 +178,7 @@ def _nested_type(typestore: Any, msgtype: str, path: str | None) -> str:
     return desc[1]
 
 
-def _element_type(typestore: Any, msgtype: str, path: str):
+def _element_type(typestore: Any, msgtype: str, path: str) -> Any:
     """Element description of the array/sequence field ``path`` of ``msgtype``."""
     desc = resolve_path(typestore, msgtype, path)
     if desc[0] not in (Nodetype.ARRAY, Nodetype.SEQUENCE):
@@ -190,7 +190,7 @@ def _getter(path: str | None) -> Callable[[Any], Any] | None:
     return attrgetter(path) if path else None
 
 
-def _values(getter: Callable[[Any], Any] | None, objs: Sequence[Any]) -> list:
+def _values(getter: Callable[[Any], Any] | None, objs: Sequence[Any]) -> list[Any]:
     return list(map(getter, objs)) if getter is not None else list(objs)
 
 
@@ -314,7 +314,7 @@ def _numeric(value: Any) -> np.ndarray:
     raise ColumnarUnsupported(f"expected a primitive field, got {type(value).__name__}")
 
 
-def _row_any_positive(value: Any, n: int) -> tuple:
+def _row_any_positive(value: Any, n: int) -> tuple[Any, ...]:
     """(valid rows: some entry > 0, row lengths, flat float64 values) of a numeric array field."""
     if isinstance(value, np.ndarray) and value.ndim == 2:
         matrix = value.astype(np.float64, copy=False)
@@ -375,13 +375,13 @@ def _fixed_bytes(t: pa.DataType) -> int:
     if pa.types.is_struct(t):
         return 1 + sum(_fixed_bytes(t.field(i).type) for i in range(t.num_fields))
     if pa.types.is_fixed_size_list(t):
-        return 1 + t.list_size * _fixed_bytes(t.value_type)
+        return 1 + int(t.list_size) * _fixed_bytes(t.value_type)
     if pa.types.is_list(t) or pa.types.is_string(t) or pa.types.is_binary(t):
         return 5
     if pa.types.is_boolean(t) or pa.types.is_null(t):
         return 1
     try:
-        return t.bit_width // 8 + 1
+        return int(t.bit_width) // 8 + 1
     except ValueError:
         return 8
 
@@ -399,7 +399,7 @@ class Leaf(Column):
         self,
         src: str,
         arrow_type: pa.DataType,
-        convert: Callable[[list], Any] | None = None,
+        convert: Callable[[list[Any]], Any] | None = None,
         convert_columnar: Callable[[Any, pa.DataType], pa.Array] | None = None,
     ):
         self.src = src
@@ -408,16 +408,17 @@ class Leaf(Column):
         self._convert = convert
         self._convert_columnar = convert_columnar
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         values = list(map(self._get, objs))
         if self._convert is not None:
             values = self._convert(values)
         return pa.array(values, type=self.type)
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return self._convert is None or self._convert_columnar is not None
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
+        assert self.src is not None  # supports_columnar() is False without a source field
         value = cols.get(self.src)
         if self._convert_columnar is not None:
             return self._convert_columnar(value, self.type)
@@ -427,7 +428,7 @@ class Leaf(Column):
             return _string_array(value)
         return arrow_from_numpy(_numeric(value), self.type)
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         resolve_path(typestore, msgtype, self.src)
 
 
@@ -437,13 +438,13 @@ class Nulls(Column):
     def __init__(self, arrow_type: pa.DataType):
         self.type = arrow_type
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         return pa.nulls(len(objs), type=self.type)
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return True
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
         return pa.nulls(cols.n, type=self.type)
 
 
@@ -454,13 +455,13 @@ class Constant(Column):
         self.type = arrow_type
         self._value = value
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         return pa.array([self._value] * len(objs), type=self.type)
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return True
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
         if pa.types.is_string(self.type):
             return arrow_strings([self._value] * cols.n)
         return arrow_from_numpy(np.full(cols.n, self._value), self.type)
@@ -490,14 +491,14 @@ class FirstEntryNot(Predicate):
         self._get = attrgetter(src)
         self._value = value
 
-    def mask(self, objs):
+    def mask(self, objs: Sequence[Any]) -> np.ndarray:
         return np.fromiter(
             (len(a) > 0 and a[0] != self._value for a in map(self._get, objs)),
             dtype=bool,
             count=len(objs),
         )
 
-    def mask_columnar(self, cols):
+    def mask_columnar(self, cols: ColumnarBatch) -> np.ndarray:
         value = cols.get(self.src)
         if isinstance(value, np.ndarray) and value.ndim == 2:
             if value.shape[1] == 0:
@@ -511,7 +512,7 @@ class FirstEntryNot(Predicate):
             return has & (firsts != self._value)
         raise ColumnarUnsupported(f"{self.src}: not an array")
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         _element_type(typestore, msgtype, self.src)
 
 
@@ -523,13 +524,13 @@ class AtLeast(Predicate):
         self._get = attrgetter(src)
         self._value = value
 
-    def mask(self, objs):
+    def mask(self, objs: Sequence[Any]) -> np.ndarray:
         return np.fromiter(map(self._get, objs), dtype=np.float64, count=len(objs)) >= self._value
 
-    def mask_columnar(self, cols):
+    def mask_columnar(self, cols: ColumnarBatch) -> np.ndarray:
         return _numeric(cols.get(self.src)).astype(np.float64) >= self._value
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         resolve_path(typestore, msgtype, self.src)
 
 
@@ -571,11 +572,11 @@ class Struct(Column):
         self.arrow_fields = [f.arrow_field() for f in self.fields]
         self.type = pa.struct(self.arrow_fields)
 
-    def build_children(self, objs) -> list:
+    def build_children(self, objs: Sequence[Any]) -> list[Any]:
         """Build the child arrays (used for the top-level columns of a record batch)."""
         return [f.column.build(objs) for f in self.fields]
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         objs = _values(self._get, objs)
         children = self.build_children(objs)
         mask = _mask(self._valid.mask(objs)) if self._valid is not None else None
@@ -586,20 +587,20 @@ class Struct(Column):
             )
         return pa.StructArray.from_arrays(children, fields=self.arrow_fields, mask=mask)
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return all(f.column.supports_columnar() for f in self.fields)
 
-    def build_children_columnar(self, cols: ColumnarBatch) -> list:
+    def build_children_columnar(self, cols: ColumnarBatch) -> list[Any]:
         """Child arrays from decoded columns (the top-level columns of a record batch)."""
         return [f.column.build_columnar(cols) for f in self.fields]
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
         cols = cols.scope(self.src)
         children = self.build_children_columnar(cols)
         valid = self._valid.mask_columnar(cols) if self._valid is not None else None
         return pa.Array.from_buffers(self.type, cols.n, [_bitmap(valid)], children=children)
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         inner = _nested_type(typestore, msgtype, self.src)
         for f in self.fields:
             f.column.check(typestore, inner)
@@ -638,7 +639,7 @@ class NumericList(Column):
         item = pa.field("item", item_type, nullable=item_nullable)
         self.type = pa.list_(item, size) if size else pa.list_(item)
 
-    def _flat(self, arrays: list) -> np.ndarray:
+    def _flat(self, arrays: list[Any]) -> np.ndarray:
         if not arrays:
             return np.empty(0, dtype=self._np_dtype)
         flat = np.concatenate([_as_numpy(a, self._np_dtype).reshape(-1) for a in arrays])
@@ -646,7 +647,7 @@ class NumericList(Column):
             flat = flat.astype(self._np_dtype)
         return flat
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         arrays = _values(self._get, objs)
         values = pa.array(self._flat(arrays), type=self.item_type)
         if self.size:
@@ -656,10 +657,11 @@ class NumericList(Column):
         lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
         return pa.ListArray.from_arrays(pa.array(_offsets(lengths)), values, type=self.type)
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return self.src is not None
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
+        assert self.src is not None  # supports_columnar() is False without a source field
         value = cols.get(self.src)
         n = cols.n
         if isinstance(value, np.ndarray) and value.ndim == 2:
@@ -679,7 +681,7 @@ class NumericList(Column):
             raise ValueError(f"fixed array {self.src!r} does not have {self.size} elements")
         return _list_array(self.type, n, offsets, values)
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         if self.src:
             _element_type(typestore, msgtype, self.src)
 
@@ -694,7 +696,7 @@ class StringList(Column):
         item = pa.field("item", pa.string(), nullable=item_nullable)
         self.type = pa.list_(item, size) if size else pa.list_(item)
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         lists = _values(self._get, objs)
         flat = [s for lst in lists for s in lst]
         values = pa.array(flat, type=pa.string())
@@ -703,16 +705,17 @@ class StringList(Column):
         lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         return pa.ListArray.from_arrays(pa.array(_offsets(lengths)), values, type=self.type)
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return self.src is not None
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
+        assert self.src is not None  # supports_columnar() is False without a source field
         value = cols.get(self.src)
         if not isinstance(value, StringLists):
             raise ColumnarUnsupported(f"{self.src}: not a string array")
         return _list_array(self.type, cols.n, value.offsets, value.strings.arrow())
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         if self.src:
             _element_type(typestore, msgtype, self.src)
 
@@ -731,7 +734,7 @@ class Binary(Column):
         self.src = src
         self._get = _getter(src)
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         chunks = _values(self._get, objs)
         n = len(chunks)
         views = [
@@ -747,10 +750,11 @@ class Binary(Column):
             pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
         )
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return self.src is not None
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
+        assert self.src is not None  # supports_columnar() is False without a source field
         value = cols.get(self.src)
         n = cols.n
         if isinstance(value, ByteRuns):
@@ -765,7 +769,7 @@ class Binary(Column):
             )
         raise ColumnarUnsupported(f"{self.src}: not a byte array")
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         if self.src:
             _element_type(typestore, msgtype, self.src)
 
@@ -798,7 +802,7 @@ class MessageList(Column):
         item = pa.field("item", element.type, nullable=item_nullable)
         self.type = pa.list_(item, size) if size else pa.list_(item)
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         lists = _values(self._get, objs)
         flat = [m for lst in lists for m in lst]
         values = self.element.build(flat)
@@ -807,17 +811,18 @@ class MessageList(Column):
         lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         return pa.ListArray.from_arrays(pa.array(_offsets(lengths)), values, type=self.type)
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return self.src is not None and self.element.supports_columnar()
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
+        assert self.src is not None  # supports_columnar() is False without a source field
         value = cols.get(self.src)
         if not isinstance(value, MessageLists):
             raise ColumnarUnsupported(f"{self.src}: not a message array")
         values = self.element.build_columnar(value.elements)
         return _list_array(self.type, cols.n, value.offsets, values)
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         if not self.src:
             return
         node, content = _element_type(typestore, msgtype, self.src)
@@ -840,7 +845,7 @@ class Covariance(Column):
         self.src = src
         self._get = attrgetter(src)
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         arrays = list(map(self._get, objs))
         n = len(arrays)
         if n == 0:
@@ -849,7 +854,7 @@ class Covariance(Column):
         if (lengths == lengths[0]).all():
             # Fixed-size ROS covariance (float64[9] / float64[36]): one 2-D pass.
             matrix = np.concatenate(arrays).astype(np.float64, copy=False).reshape(n, -1)
-            valid = (matrix > 0).any(axis=1)
+            valid = np.asarray((matrix > 0).any(axis=1))
             flat = matrix[valid].reshape(-1)
         else:
             valid = np.fromiter(
@@ -865,10 +870,10 @@ class Covariance(Column):
             mask=_mask(valid),
         )
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return True
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
         n = cols.n
         valid, lengths, matrix, flat = _row_any_positive(cols.get(self.src), n)
         if matrix is not None:
@@ -883,7 +888,7 @@ class Covariance(Column):
             self.type, n, offsets, arrow_from_numpy(kept, pa.float64()), valid=valid if n else None
         )
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         _element_type(typestore, msgtype, self.src)
 
 
@@ -899,7 +904,7 @@ class CovarianceType(Column):
         self._get_cov = attrgetter(cov_src)
         self._get_type = attrgetter(type_src)
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         kinds = list(map(self._get_type, objs))
         valid = np.fromiter(
             (bool((np.asarray(a) > 0).any()) for a in map(self._get_cov, objs)),
@@ -908,14 +913,14 @@ class CovarianceType(Column):
         )
         return pa.array(kinds, type=self.type, mask=~valid)
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return True
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
         valid = _row_any_positive(cols.get(self.cov_src), cols.n)[0]
         return arrow_from_numpy(_numeric(cols.get(self.type_src)), self.type, valid=valid)
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         _element_type(typestore, msgtype, self.cov_src)
         resolve_path(typestore, msgtype, self.type_src)
 
@@ -937,7 +942,7 @@ class HeaderColumn(Column):
         self._time_fields = HEADER_TYPE.field("timestamp").type
         self._fields = [HEADER_TYPE.field(i) for i in range(HEADER_TYPE.num_fields)]
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         headers = list(map(self._get, objs))
         n = len(headers)
         stamps = [h.stamp for h in headers]
@@ -960,10 +965,10 @@ class HeaderColumn(Column):
             mask=_mask(valid),
         )
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return True
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
         n = cols.n
         h = cols.scope(self.src)
         sec = _numeric(h.get("stamp.sec"))
@@ -986,7 +991,7 @@ class HeaderColumn(Column):
             HEADER_TYPE, n, [_bitmap(valid)], children=[timestamp, frames.arrow(), counter]
         )
 
-    def check(self, typestore, msgtype):
+    def check(self, typestore: Any, msgtype: str) -> None:
         resolve_path(typestore, msgtype, f"{self.src}.stamp.sec")
         resolve_path(typestore, msgtype, f"{self.src}.stamp.nanosec")
         resolve_path(typestore, msgtype, f"{self.src}.frame_id")

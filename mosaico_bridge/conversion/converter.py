@@ -133,7 +133,7 @@ class TopicConverter:
     # -- errors ---------------------------------------------------------------
 
     def _deserialize_error(
-        self, exc: Exception, index: int, raw, ts: int | None, position: int
+        self, exc: Exception, index: int, raw: Any, ts: int | None, position: int
     ) -> ConversionError:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         return ConversionError(
@@ -177,7 +177,7 @@ class TopicConverter:
 
     # -- reference path ---------------------------------------------------------
 
-    def deserialize(self, messages: Messages) -> list:
+    def deserialize(self, messages: Messages) -> list[Any]:
         """Deserialize serialized messages into rosbags message objects.
 
         Raises:
@@ -186,7 +186,7 @@ class TopicConverter:
         """
         deserialize = self._deserialize
         msgtype = self.msgtype
-        out: list = []
+        out: list[Any] = []
         append = out.append
         for index, raw in enumerate(messages):
             try:
@@ -212,12 +212,12 @@ class TopicConverter:
             [ts, *self._reference_columns(ts, messages, first_index)], schema=self.schema
         )
 
-    def _reference_columns(self, ts: pa.Array, messages: Messages, first_index: int) -> list:
+    def _reference_columns(self, ts: pa.Array, messages: Messages, first_index: int) -> list[Any]:
         deserialize = self._deserialize
         msgtype = self.msgtype
         chunk = self.CHUNK_ROWS
         parts = []
-        objs: list = []
+        objs: list[Any] = []
         append = objs.append
         start = 0
         for index, raw in enumerate(messages):
@@ -238,7 +238,7 @@ class TopicConverter:
             return parts[0]
         return [pa.concat_arrays(list(chunks)) for chunks in zip(*parts)]
 
-    def _columns(self, objs: list, start: int = 0, first_index: int = 0, ts: pa.Array | None = None) -> list:
+    def _columns(self, objs: list[Any], start: int = 0, first_index: int = 0, ts: pa.Array | None = None) -> list[Any]:
         """Top-level column arrays for deserialized messages ``objs``.
 
         On failure (a value that does not fit its Arrow type, e.g. an image
@@ -271,7 +271,7 @@ class TopicConverter:
             ) from exc
 
     def from_messages(
-        self, timestamps_ns: pa.Array | Sequence[int], objs: list
+        self, timestamps_ns: pa.Array | Sequence[int], objs: list[Any]
     ) -> pa.RecordBatch:
         """Build a record batch from already deserialized rosbags message objects.
 
@@ -434,7 +434,7 @@ class TopicConverter:
         return self._fixed_row_bytes + max(0, int(raw_size))
 
 
-def _walk_types(typestore: Any, msgtype: str, seen: set, top: str) -> None:
+def _walk_types(typestore: Any, msgtype: str, seen: set[Any], top: str) -> None:
     """Collect ``msgtype`` and every nested message type it uses."""
     if msgtype in seen:
         return
@@ -548,7 +548,7 @@ def make_converter(msgtype: str, typestore: Any, encoding: str = "cdr") -> Topic
             f"{msgtype}: unsupported encoding {encoding!r} (expected one of {sorted(ENCODINGS)})",
             msgtype=msgtype,
         )
-    types: set = set()
+    types: set[Any] = set()
     _walk_types(typestore, msgtype, types, msgtype)
 
     root: Struct | None = None

@@ -103,11 +103,11 @@ def generic_ontology_tag(msgtype: str) -> str:
     return name
 
 
-def _float128(values: list) -> list:
+def _float128(values: list[Any]) -> list[Any]:
     return [float(v) for v in values]
 
 
-def _field_column(typestore: Any, attr: str, desc, depth: int, msgtype: str) -> Column:
+def _field_column(typestore: Any, attr: str, desc: Any, depth: int, msgtype: str) -> Column:
     node, content = desc
     if node == Nodetype.BASE:
         base = content[0]
@@ -129,7 +129,7 @@ def _field_column(typestore: Any, attr: str, desc, depth: int, msgtype: str) -> 
     raise ConversionError(f"{msgtype}: field {attr!r} has an unsupported definition {desc!r}")
 
 
-def _struct(typestore: Any, msgtype: str, src, depth: int) -> Struct:
+def _struct(typestore: Any, msgtype: str, src: Any, depth: int) -> Struct:
     if depth > _MAX_DEPTH:
         raise ConversionError(f"{msgtype}: message definition nests deeper than {_MAX_DEPTH} levels")
     try:

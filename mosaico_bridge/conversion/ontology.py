@@ -31,6 +31,7 @@ ontology field mapping and the value rules follow the SDK's ROS bridge
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -54,12 +55,13 @@ from .common import (
     MessageList,
     Nulls,
     NumericList,
+    Predicate,
     StringList,
     Struct,
     arrow_from_numpy,
     arrow_strings,
 )
-from .plan import Strings
+from .plan import ColumnarBatch, Strings
 
 __all__ = ["ONTOLOGY_LAYOUTS", "SDK_ONTOLOGY_TAGS", "OntologyLayout", "compressed_image_format"]
 
@@ -105,7 +107,7 @@ def _mixin(
     header: str | None = None,
     cov: str | None = None,
     cov_type: Column | None = None,
-) -> list:
+) -> list[Any]:
     """``header`` + covariance mixin children (all nullable)."""
     return [
         FieldSpec("header", _header(header)),
@@ -114,14 +116,14 @@ def _mixin(
     ]
 
 
-def _xyz(base: str | None, names=("x", "y", "z")) -> list:
+def _xyz(base: str | None, names: tuple[str, str, str] = ("x", "y", "z")) -> list[Any]:
     return [FieldSpec(axis, Leaf(_join(base, src), F64)) for axis, src in zip("xyz", names)]
 
 
 def vector3(
     base: str | None = None,
     *,
-    names=("x", "y", "z"),
+    names: tuple[str, str, str] = ("x", "y", "z"),
     header: str | None = None,
     cov: str | None = None,
     cov_type: Column | None = None,
@@ -135,14 +137,14 @@ def quaternion(
     *,
     header: str | None = None,
     cov: str | None = None,
-    valid=None,
+    valid: Predicate | None = None,
 ) -> Struct:
     """``Quaternion`` struct from ROS fields ``base.x/y/z/w``."""
     fields = _mixin(header, cov) + _xyz(base) + [FieldSpec("w", Leaf(_join(base, "w"), F64))]
     return Struct(fields, valid=valid)
 
 
-def pose(base: str | None = None, *, header: str | None = None, cov: str | None = None):
+def pose(base: str | None = None, *, header: str | None = None, cov: str | None = None) -> Struct:
     """``Pose`` struct from a ROS ``geometry_msgs/Pose`` at ``base``."""
     return Struct(
         _mixin(header, cov)
@@ -155,7 +157,7 @@ def pose(base: str | None = None, *, header: str | None = None, cov: str | None 
 
 def linear_angular(
     base: str | None = None, *, header: str | None = None, cov: str | None = None
-):
+) -> Struct:
     """``Velocity``/``Acceleration`` struct from ROS ``Twist``/``Accel`` at ``base``."""
     return Struct(
         _mixin(header, cov)
@@ -166,7 +168,7 @@ def linear_angular(
     )
 
 
-def _non_empty(values: list) -> list:
+def _non_empty(values: list[Any]) -> list[Any]:
     return [v if v else None for v in values]
 
 
@@ -188,7 +190,7 @@ def _non_empty_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
 
 def transform(
     base: str | None = None, *, header: str | None = None, child: str | None = None
-):
+) -> Struct:
     """``Transform`` struct from a ROS ``geometry_msgs/Transform`` at ``base``."""
     target = (
         Leaf(child, pa.string(), convert=_non_empty, convert_columnar=_non_empty_columnar)
@@ -205,7 +207,7 @@ def transform(
     )
 
 
-def force_torque(base: str | None = None, *, header: str | None = None):
+def force_torque(base: str | None = None, *, header: str | None = None) -> Struct:
     """``ForceTorque`` struct from a ROS ``geometry_msgs/Wrench`` at ``base``."""
     return Struct(
         _mixin(header)
@@ -216,7 +218,7 @@ def force_torque(base: str | None = None, *, header: str | None = None):
     )
 
 
-def _to_bool(values: list) -> list:
+def _to_bool(values: list[Any]) -> list[Any]:
     return [bool(v) for v in values]
 
 
@@ -224,7 +226,7 @@ def _to_bool_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
     return arrow_from_numpy(np.asarray(value) != 0, arrow_type)
 
 
-def _positive_or_null(values: list) -> list:
+def _positive_or_null(values: list[Any]) -> list[Any]:
     return [v if v > 0 else None for v in values]
 
 
@@ -233,7 +235,7 @@ def _positive_or_null_columnar(value: Any, arrow_type: pa.DataType) -> pa.Array:
     return arrow_from_numpy(v, arrow_type, valid=v > 0)
 
 
-def _celsius_to_kelvin(values: list) -> list:
+def _celsius_to_kelvin(values: list[Any]) -> list[Any]:
     return [v + 273.15 for v in values]
 
 
@@ -266,7 +268,7 @@ def compressed_image_format(ros_format: str) -> str:
     return "raw"
 
 
-def _compressed_formats(values: list) -> list:
+def _compressed_formats(values: list[Any]) -> list[Any]:
     return [compressed_image_format(v) for v in values]
 
 
@@ -287,7 +289,7 @@ def _scalar(arrow_type: pa.DataType) -> Struct:
 def _build_table() -> dict[str, OntologyLayout]:
     t: dict[str, OntologyLayout] = {}
 
-    def add(msgtype: str, tag: str, root: Struct, fmt: str = "default"):
+    def add(msgtype: str, tag: str, root: Struct, fmt: str = "default") -> None:
         t[msgtype] = OntologyLayout(tag, fmt, root)
 
     # -- std_msgs scalars ----------------------------------------------------
@@ -579,15 +581,15 @@ class _OptionalSeq(Column):
 
     type = pa.uint64()
 
-    def build(self, objs):
+    def build(self, objs: Sequence[Any]) -> pa.Array:
         if objs and hasattr(objs[0], "seq"):
             return pa.array([o.seq for o in objs], type=self.type)
         return pa.nulls(len(objs), type=self.type)
 
-    def supports_columnar(self):
+    def supports_columnar(self) -> bool:
         return True
 
-    def build_columnar(self, cols):
+    def build_columnar(self, cols: ColumnarBatch) -> pa.Array:
         if cols.has("seq"):
             seq = cols.get("seq")
             if not isinstance(seq, np.ndarray):

@@ -380,14 +380,16 @@ class _State:
 
     __slots__ = ("base", "end", "le", "max_seq", "pos", "src", "top")
 
-    def __init__(self, src, le, pos, base, end, top, max_seq):
-        self.src: _Source = src
-        self.le: bool = le
-        self.pos: np.ndarray = pos
-        self.base: np.ndarray = base
-        self.end: np.ndarray = end
-        self.top: bool = top  # instances are the batch's messages, in order
-        self.max_seq: int = max_seq
+    def __init__(
+        self, src: _Source, le: bool, pos: np.ndarray, base: np.ndarray, end: np.ndarray, top: bool, max_seq: int
+    ) -> None:
+        self.src = src
+        self.le = le
+        self.pos = pos
+        self.base = base
+        self.end = end
+        self.top = top  # instances are the batch's messages, in order
+        self.max_seq = max_seq
 
 
 def _dtype(code: str, le: bool) -> np.dtype:
@@ -537,7 +539,7 @@ class DecodePlan:
         raw = _rows(st.src.buf, pos, 4)
         return raw.view(_dtype("u4", st.le)).reshape(k).astype(np.int64)
 
-    def _run(self, run: _Run, st: _State, out, prefix: str, measure: bool) -> None:
+    def _run(self, run: _Run, st: _State, out: dict[str, Value], prefix: str, measure: bool) -> None:
         pos = st.pos
         k = len(pos)
         if k == 0:
@@ -549,7 +551,7 @@ class DecodePlan:
             resid = (pos - st.base) & 7
             r0 = int(resid[0])
             if bool((resid == r0).all()):
-                groups: list = [(None, r0)]
+                groups: list[Any] = [(None, r0)]
             else:
                 groups = [(np.flatnonzero(resid == r), int(r)) for r in np.unique(resid)]
         else:
@@ -574,7 +576,7 @@ class DecodePlan:
             if not measure:
                 block = _rows(st.src.buf, p, size)
                 for f, off in zip(run.fields, offs):
-                    out[prefix + f.path][idx] = _field(block, f, off, st.le)
+                    out[prefix + f.path][idx] = _field(block, f, off, st.le)  # type: ignore[index]  # an ndarray from _empty() above
             new[idx] = p + size
         st.pos = new
 
@@ -595,7 +597,9 @@ class DecodePlan:
         self._check(count > st.max_seq, f"{what}: sequence too long")
         return count
 
-    def _one_string(self, st: _State, pos, base, end) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _one_string(
+        self, st: _State, pos: np.ndarray, base: np.ndarray, end: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(content starts, content lengths, new cursors) of one string per instance."""
         if self.cdr:
             pos = base + ((pos - base + 3) & -4)
@@ -610,7 +614,7 @@ class DecodePlan:
             length = length - 1
         return pos + 4, length, after
 
-    def _strings(self, item: _Str, st: _State, out, prefix: str, measure: bool) -> None:
+    def _strings(self, item: _Str, st: _State, out: dict[str, Value], prefix: str, measure: bool) -> None:
         if item.count == 0:
             s, ln, st.pos = self._one_string(st, st.pos, st.base, st.end)
             if not measure:
@@ -640,7 +644,7 @@ class DecodePlan:
         if not measure:
             out[prefix + item.path] = StringLists(offsets, Strings(st.src, starts, lens))
 
-    def _sequence(self, item: _Seq, st: _State, out, prefix: str, measure: bool) -> None:
+    def _sequence(self, item: _Seq, st: _State, out: dict[str, Value], prefix: str, measure: bool) -> None:
         count = self._count(st, item.path)
         size = PRIMITIVE_SIZES[item.base]
         nbytes = count * size
@@ -659,7 +663,7 @@ class DecodePlan:
         values = (data != 0) if item.base == "bool" else data.astype(_NP_CODES[item.base], copy=False)
         out[prefix + item.path] = PrimitiveLists(_offsets_from_counts(count), values)
 
-    def _messages(self, item: _Msgs, st: _State, out, prefix: str, measure: bool) -> None:
+    def _messages(self, item: _Msgs, st: _State, out: dict[str, Value], prefix: str, measure: bool) -> None:
         sub = item.plan
         k = len(st.pos)
         if item.count < 0:
@@ -707,7 +711,7 @@ class DecodePlan:
 # --------------------------------------------------------------------------- #
 
 
-def _flatten(typestore: Any, msgtype: str, cdr: bool, prefix: str, depth: int, items: list, plans: dict) -> None:
+def _flatten(typestore: Any, msgtype: str, cdr: bool, prefix: str, depth: int, items: list[Any], plans: dict[str, Any]) -> None:
     if depth > _MAX_DEPTH:
         raise PlanUnsupported(f"{msgtype}: nests deeper than {_MAX_DEPTH} levels")
     try:
@@ -751,10 +755,10 @@ def _flatten(typestore: Any, msgtype: str, cdr: bool, prefix: str, depth: int, i
             raise PlanUnsupported(f"{msgtype}.{name}: node {node}")
 
 
-def _compile(typestore: Any, msgtype: str, cdr: bool, depth: int, plans: dict) -> DecodePlan:
+def _compile(typestore: Any, msgtype: str, cdr: bool, depth: int, plans: dict[str, Any]) -> DecodePlan:
     if msgtype in plans:
         return plans[msgtype]
-    flat: list = []
+    flat: list[Any] = []
     _flatten(typestore, msgtype, cdr, "", depth, flat, plans)
     items: list[Item] = []
     run: list[_Prim] = []

@@ -36,11 +36,14 @@ import datetime
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from typing import Self
 
 __all__ = [
     "OPERATORS",
@@ -169,7 +172,7 @@ class Expression:
     value: Any
     domain: str = DOMAIN_ONTOLOGY
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {self.path: {self.op: self.value}}
 
     @property
@@ -272,12 +275,12 @@ class QueryField:
         return None
 
     @staticmethod
-    def _unpack(values: tuple) -> list:
+    def _unpack(values: tuple[Any, ...]) -> list[Any]:
         if len(values) == 1 and isinstance(values[0], (list, tuple)):
             return list(values[0])
         return list(values)
 
-    def _pair(self, op: str, values: tuple) -> Expression:
+    def _pair(self, op: str, values: tuple[Any, ...]) -> Expression:
         vals = self._unpack(values)
         if len(vals) != 2:
             raise ValueError(f"field `{self._path}`: `{op}` takes exactly two values, got {len(vals)}")
@@ -346,7 +349,9 @@ def _leaf_kind(arrow_type: pa.DataType) -> str:
 
 
 def _is_list(arrow_type: pa.DataType) -> bool:
-    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type)
+    return bool(
+        pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type)
+    )
 
 
 class OntologyProxy:
@@ -431,8 +436,8 @@ def _check_new(exprs: list[Expression], expr: Expression, domain: str) -> None:
         raise ValueError(f"field `{expr.path}` appears twice in one {domain} query")
 
 
-def _merge(exprs: Iterable[Expression]) -> dict:
-    out: dict = {}
+def _merge(exprs: Iterable[Expression]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for e in exprs:
         out.update(e.to_dict())
     return out
@@ -465,7 +470,7 @@ class QueryOntologyCatalog:
     def expressions(self) -> list[Expression]:
         return list(self._expressions)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return _merge(self._expressions)
 
 
@@ -475,7 +480,7 @@ class _CatalogBuilder:
     def __init__(self) -> None:
         self._expressions: list[Expression] = []
 
-    def _add(self, expr: Expression) -> Any:
+    def _add(self, expr: Expression) -> Self:
         _check_new(self._expressions, expr, self._domain)
         self._expressions.append(expr)
         return self
@@ -530,7 +535,7 @@ class _CatalogBuilder:
     def expressions(self) -> list[Expression]:
         return list(self._expressions)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         plain = [e for e in self._expressions if not e.path.startswith(_USER_METADATA + ".")]
         meta = [e for e in self._expressions if e.path.startswith(_USER_METADATA + ".")]
         out = _merge(plain)
@@ -600,7 +605,7 @@ class Query:
     def queries(self) -> list[QueryBuilder]:
         return list(self._queries)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {q.name(): q.to_dict() for q in self._queries}
 
 
@@ -621,7 +626,7 @@ def topic_name_of_locator(locator: str) -> str:
     return "/" + parts[1].strip("/")
 
 
-def _get(d: Mapping, key: str, typ: type, what: str) -> Any:
+def _get(d: Mapping[str, Any], key: str, typ: type, what: str) -> Any:
     if not isinstance(d, Mapping) or key not in d:
         raise QueryError(f"{what}: missing `{key}`")
     value = d[key]
@@ -643,10 +648,10 @@ class QueryResponseTopic:
         return topic_name_of_locator(self.locator)
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> QueryResponseTopic:
+    def from_dict(cls, d: Mapping[str, Any]) -> QueryResponseTopic:
         return cls(_get(d, "locator", str, "query reply topic"), _get(d, "ontology_tag", str, "query reply topic"))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"locator": self.locator, "ontology_tag": self.ontology_tag}
 
 
@@ -665,14 +670,14 @@ class QueryResponseItem:
     topics: tuple[QueryResponseTopic, ...]
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> QueryResponseItem:
+    def from_dict(cls, d: Mapping[str, Any]) -> QueryResponseItem:
         topics = _get(d, "topics", list, "query reply item")
         return cls(
             QueryResponseSequence(_get(d, "sequence", str, "query reply item")),
             tuple(QueryResponseTopic.from_dict(t) for t in topics),
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"sequence": self.sequence.name, "topics": [t.to_dict() for t in self.topics]}
 
 
@@ -683,7 +688,7 @@ class QueryResponse:
     items: tuple[QueryResponseItem, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> QueryResponse:
+    def from_dict(cls, d: Mapping[str, Any]) -> QueryResponse:
         """Parse ``{"items": [...]}`` (the ``response`` of the envelope).
 
         Raises:
@@ -691,7 +696,7 @@ class QueryResponse:
         """
         return cls(tuple(QueryResponseItem.from_dict(i) for i in _get(d, "items", list, "query reply")))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"items": [i.to_dict() for i in self.items]}
 
     def __len__(self) -> int:
@@ -731,7 +736,7 @@ class QueryResponse:
         )
 
 
-def _opt_int(d: Mapping, key: str, what: str) -> int | None:
+def _opt_int(d: Mapping[str, Any], key: str, what: str) -> int | None:
     value = d.get(key)
     if value is None:
         return None
@@ -749,7 +754,7 @@ class TimestampRange:
     end_ns: int | None
 
     @classmethod
-    def from_dict(cls, d: Mapping, what: str = "timestamp_range") -> TimestampRange:
+    def from_dict(cls, d: Mapping[str, Any], what: str = "timestamp_range") -> TimestampRange:
         """Parse ``{"start_ns": a, "end_ns": b}``.
 
         Raises:
@@ -765,7 +770,7 @@ class TimestampRange:
             raise QueryError(f"{what}: start_ns {start} is after end_ns {end}")
         return cls(start, end)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"start_ns": self.start_ns, "end_ns": self.end_ns}
 
 
@@ -778,32 +783,32 @@ class TopicCluster:
     end_ns: int
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> TopicCluster:
+    def from_dict(cls, d: Mapping[str, Any]) -> TopicCluster:
         """Parse ``{"ts": {"start_ns": a, "end_ns": b}, "id": n}``.
 
         Raises:
             QueryError: a missing key or a value of the wrong type.
         """
-        ts = _get(d, "ts", Mapping, "cluster")  # type: ignore[type-abstract]
+        ts = _get(d, "ts", Mapping, "cluster")
         return cls(
             _get(d, "id", int, "cluster"),
             _get(ts, "start_ns", int, "cluster ts"),
             _get(ts, "end_ns", int, "cluster ts"),
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"ts": {"start_ns": self.start_ns, "end_ns": self.end_ns}, "id": self.id}
 
     def contains(self, t_ns: int) -> bool:
         return self.start_ns <= t_ns <= self.end_ns
 
 
-def cluster_envelopes(action: str, clusters: Iterable[TopicCluster]) -> list[dict]:
+def cluster_envelopes(action: str, clusters: Iterable[TopicCluster]) -> list[dict[str, Any]]:
     """One envelope per window, ``{"action": action, "response": cluster}`` (one Flight result each)."""
     return [{"action": action, "response": c.to_dict()} for c in clusters]
 
 
-def parse_cluster_envelopes(action: str, envelopes: Iterable[Mapping]) -> list[TopicCluster]:
+def parse_cluster_envelopes(action: str, envelopes: Iterable[Mapping[str, Any]]) -> list[TopicCluster]:
     """Windows of a paged ``topic_filter_clusterize`` / ``topic_filter_intersect`` reply.
 
     Raises:
@@ -855,7 +860,7 @@ class Predicate:
             out.append((m.group(1), m.group(2)))
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {self.field: {self.op: self.value}}
 
 
@@ -877,8 +882,8 @@ class ParsedQuery:
         """Ontology tags referenced, in first-use order."""
         return list(dict.fromkeys(p.ontology_tag for p in self.ontology))
 
-    def to_dict(self) -> dict:
-        out: dict = {}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for name, plain, meta in (
             (SECTION_SEQUENCE, self.sequence, self.sequence_metadata),
             (SECTION_TOPIC, self.topic, self.topic_metadata),
@@ -893,8 +898,8 @@ class ParsedQuery:
         return out
 
 
-def _merge_preds(preds: Iterable[Predicate]) -> dict:
-    out: dict = {}
+def _merge_preds(preds: Iterable[Predicate]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for p in preds:
         out.update(p.to_dict())
     return out
@@ -1063,8 +1068,8 @@ class ClusterizeRequest:
     ontology: tuple[Predicate, ...]
     timestamp_range: TimestampRange | None = None
 
-    def to_dict(self, include_timestamp_range: bool = True) -> dict:
-        out: dict = {
+    def to_dict(self, include_timestamp_range: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "locator": self.locator,
             "clustering_dt_ns": self.clustering_dt_ns,
             "ontology": _merge_preds(self.ontology),
@@ -1081,14 +1086,14 @@ class IntersectRequest:
     topics: tuple[ClusterizeRequest, ...]
     intersect_dt_ns: int = 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "topics": [t.to_dict(include_timestamp_range=t.timestamp_range is not None) for t in self.topics],
             "intersect_dt_ns": self.intersect_dt_ns,
         }
 
 
-def _non_negative(d: Mapping, key: str, what: str) -> int:
+def _non_negative(d: Mapping[str, Any], key: str, what: str) -> int:
     value = d.get(key)
     if value is None:
         return 0

@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Optional
 
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from mosaico_bridge.protocol import auth as pauth
 from mosaico_bridge.protocol.errors import ErrorKind, extra_info
@@ -110,16 +109,16 @@ class _ApiKeyCall(flight.ServerMiddleware):
     key's fingerprint only.
     """
 
-    def __init__(self, api_key: Optional[str]) -> None:
+    def __init__(self, api_key: str | None) -> None:
         self._api_key = api_key
 
     @property
-    def api_key(self) -> Optional[str]:
+    def api_key(self) -> str | None:
         """The key sent with the call, or None; never log it (use :attr:`fingerprint`)."""
         return self._api_key
 
     @property
-    def fingerprint(self) -> Optional[str]:
+    def fingerprint(self) -> str | None:
         return pauth.api_key_fingerprint(self._api_key) if self._api_key else None
 
     def __repr__(self) -> str:
@@ -143,7 +142,7 @@ class ApiKeyServerMiddlewareFactory(flight.ServerMiddlewareFactory):
     way to bound gRPC's receive size (see :class:`~mosaico_bridge.server.MosaicoServer`).
     """
 
-    def __init__(self, access: "AccessControl") -> None:
+    def __init__(self, access: AccessControl) -> None:
         self._access = access
 
     def start_call(self, info: flight.CallInfo, headers: dict) -> _ApiKeyCall:
@@ -174,7 +173,7 @@ class FailureThrottle:
         self._lock = threading.Lock()
 
     @staticmethod
-    def host(peer: Optional[str]) -> str:
+    def host(peer: str | None) -> str:
         """``ipv4:127.0.0.1:5555`` -> ``ipv4:127.0.0.1``; ``ipv6:[::1]:5555`` -> ``ipv6:[::1]``."""
         if not peer:
             return "unknown"
@@ -185,12 +184,12 @@ class FailureThrottle:
         tokens, stamp = self._buckets.get(host, (self._burst, now))
         return min(self._burst, tokens + (now - stamp) * self._rate)
 
-    def allows(self, peer: Optional[str]) -> bool:
+    def allows(self, peer: str | None) -> bool:
         """True if ``peer`` may have one more key hashed."""
         with self._lock:
             return self._tokens(self.host(peer), time.monotonic()) >= 1.0
 
-    def failed(self, peer: Optional[str]) -> None:
+    def failed(self, peer: str | None) -> None:
         """Count one failed check of ``peer``."""
         now = time.monotonic()
         host = self.host(peer)
@@ -239,7 +238,7 @@ class AccessControl:
             then 10 a second).
     """
 
-    def __init__(self, keys: ApiKeyStore, require_api_key: bool, throttle: Optional[FailureThrottle] = None) -> None:
+    def __init__(self, keys: ApiKeyStore, require_api_key: bool, throttle: FailureThrottle | None = None) -> None:
         self._keys = keys
         self._require = bool(require_api_key)
         self._throttle = throttle or FailureThrottle()
@@ -249,7 +248,7 @@ class AccessControl:
     def require_api_key(self) -> bool:
         return self._require
 
-    def precheck(self, api_key: Optional[str], call: str) -> None:
+    def precheck(self, api_key: str | None, call: str) -> None:
         """With ``require_api_key``, refuse a missing or malformed key from the header alone.
 
         Raises:
@@ -264,8 +263,8 @@ class AccessControl:
             raise flight.FlightUnauthenticatedError(str(exc))
 
     def check(
-        self, api_key: Optional[str], required: Permission, call: str, peer: Optional[str] = None
-    ) -> Optional[ApiKeyRecord]:
+        self, api_key: str | None, required: Permission, call: str, peer: str | None = None
+    ) -> ApiKeyRecord | None:
         """Check that ``api_key`` may perform ``call``, which needs ``required``.
 
         ``peer`` (``context.peer()``) keys the failed-attempt throttle.

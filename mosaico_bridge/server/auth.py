@@ -44,9 +44,10 @@ import secrets
 import stat
 import string
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from mosaico_bridge.common import clock
 from mosaico_bridge.common.files import SECRET_MODE, atomic_write_bytes
@@ -94,7 +95,7 @@ class AuthenticationFailed(Exception):
     there is one (``API key f9010b9e revoked``), never the key.
     """
 
-    def __init__(self, reason: str, fingerprint: Optional[str] = None) -> None:
+    def __init__(self, reason: str, fingerprint: str | None = None) -> None:
         self.reason = reason
         self.fingerprint = fingerprint
         super().__init__(f"API key {fingerprint} {reason}" if fingerprint else f"API key {reason}")
@@ -103,7 +104,7 @@ class AuthenticationFailed(Exception):
 class PermissionDenied(Exception):
     """A valid key whose level is below what the call needs."""
 
-    def __init__(self, record: "ApiKeyRecord", required: Permission, call: str) -> None:
+    def __init__(self, record: ApiKeyRecord, required: Permission, call: str) -> None:
         self.fingerprint = record.fingerprint
         self.required = required
         super().__init__(
@@ -123,9 +124,9 @@ class ApiKeyRecord:
     permission: Permission
     description: str
     created_at_ns: int
-    expires_at_ns: Optional[int]
+    expires_at_ns: int | None
     revoked: bool
-    revoked_at_ns: Optional[int]
+    revoked_at_ns: int | None
     hash: dict
 
     def expired(self, now_ns: int) -> bool:
@@ -148,9 +149,9 @@ class ApiKeyRecord:
         return {**self.status(), "revoked_at_ns": self.revoked_at_ns, "hash": dict(self.hash)}
 
     @classmethod
-    def from_json(cls, item: Any) -> "ApiKeyRecord":
+    def from_json(cls, item: Any) -> ApiKeyRecord:
         if not isinstance(item, dict):
-            raise ValueError("key record is not an object")
+            raise ValueError("key record is not an object")  # noqa: TRY004 - malformed stored JSON is a ValueError, which callers catch
         fingerprint = item.get("fingerprint")
         if not isinstance(fingerprint, str) or not pauth.API_KEY_FINGERPRINT_RE.match(fingerprint):
             raise ValueError("key record has no valid fingerprint")
@@ -159,7 +160,7 @@ class ApiKeyRecord:
             raise ValueError(f"key {fingerprint}: unsupported hash")
         for name in ("n", "r", "p"):
             if not isinstance(digest.get(name), int):
-                raise ValueError(f"key {fingerprint}: scrypt parameter {name} missing")
+                raise ValueError(f"key {fingerprint}: scrypt parameter {name} missing")  # noqa: TRY004 - malformed stored JSON is a ValueError, which callers catch
         bytes.fromhex(str(digest.get("salt", "")))
         bytes.fromhex(str(digest.get("digest", "")))
         expires = item.get("expires_at_ns")
@@ -230,7 +231,7 @@ class ApiKeyStore:
         self._lock_path = self._root / (KEYS_FILE + ".lock")
         self._lock = threading.RLock()
         self._records: dict[str, ApiKeyRecord] = {}
-        self._stamp: Optional[tuple] = ("not read yet",)
+        self._stamp: tuple | None = ("not read yet",)
         #: fingerprint -> SHA-256 of the key that matched its record (memory only).
         self._verified: dict[str, bytes] = {}
 
@@ -241,7 +242,7 @@ class ApiKeyStore:
 
     # ------------------------------------------------------------------ file
 
-    def _file_stamp(self) -> Optional[tuple]:
+    def _file_stamp(self) -> tuple | None:
         try:
             st = os.stat(self._path)
         except FileNotFoundError:
@@ -313,7 +314,7 @@ class ApiKeyStore:
     # ------------------------------------------------------------------ management
 
     def create(
-        self, permission: Permission, description: str = "", expires_at_ns: Optional[int] = None
+        self, permission: Permission, description: str = "", expires_at_ns: int | None = None
     ) -> tuple[str, ApiKeyRecord]:
         """Make a new key; store its salted hash.
 
@@ -413,7 +414,7 @@ class ApiKeyStore:
         return verified is not None and hmac.compare_digest(verified, hashlib.sha256(api_key.encode("utf-8")).digest())
 
     def authenticate(
-        self, api_key: Optional[str], now_ns: Optional[int] = None, *, allow_kdf: bool = True
+        self, api_key: str | None, now_ns: int | None = None, *, allow_kdf: bool = True
     ) -> ApiKeyRecord:
         """The record of a valid key.
 
@@ -457,7 +458,7 @@ class ApiKeyStore:
         return record
 
     def authorize(
-        self, api_key: Optional[str], required: Permission, call: str, *, allow_kdf: bool = True
+        self, api_key: str | None, required: Permission, call: str, *, allow_kdf: bool = True
     ) -> ApiKeyRecord:
         """:meth:`authenticate`, then check the level.
 

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from mosaico_bridge.protocol.errors import (
     ErrorKind,
@@ -34,7 +34,7 @@ def _translated(call: str) -> Iterator[None]:
     except MosaicoError as exc:
         logger.info("%s refused: %s", call, exc)
         raise flight_error(exc.kind, exc.reason) from None
-    except Exception:  # noqa: BLE001 - the server's boundary: log here, send one line, no detail
+    except Exception:
         logger.exception("%s failed", call)
         raise flight_error(ErrorKind.INTERNAL, f"internal server error in {call}") from None
 

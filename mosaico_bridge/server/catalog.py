@@ -30,9 +30,10 @@ import logging
 import secrets
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import pyarrow as pa
 
@@ -78,7 +79,7 @@ class SessionInfo:
     sequence: str
     created_at_ns: int
     locked: bool
-    completed_at_ns: Optional[int]
+    completed_at_ns: int | None
     error_reported: bool
     topics: tuple[str, ...]
 
@@ -102,14 +103,14 @@ class TopicInfo:
     user_metadata: Mapping[str, Any]
     created_at_ns: int
     locked: bool
-    completed_at_ns: Optional[int]
+    completed_at_ns: int | None
     writing: bool
     row_count: int
     total_bytes: int
     chunk_count: int
-    min_timestamp_ns: Optional[int]
-    max_timestamp_ns: Optional[int]
-    schema: Optional[pa.Schema]
+    min_timestamp_ns: int | None
+    max_timestamp_ns: int | None
+    schema: pa.Schema | None
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Chunk:
     file: str
     bytes: int = 0
     rows: int = 0
-    sorted: Optional[bool] = True
+    sorted: bool | None = True
     validated: bool = True
 
     def to_json(self) -> dict:
@@ -145,7 +146,7 @@ class Chunk:
                 "validated": self.validated}
 
     @classmethod
-    def from_json(cls, item: Mapping[str, Any]) -> "Chunk":
+    def from_json(cls, item: Mapping[str, Any]) -> Chunk:
         return cls(
             file=str(item["file"]),
             bytes=int(item.get("bytes", 0)),
@@ -167,14 +168,14 @@ class TopicRecord:
     user_metadata: dict
     created_at_ns: int
     locked: bool = False
-    completed_at_ns: Optional[int] = None
+    completed_at_ns: int | None = None
     writing: bool = False
     chunks: list[Chunk] = field(default_factory=list)
     row_count: int = 0
-    min_ts: Optional[int] = None
-    max_ts: Optional[int] = None
+    min_ts: int | None = None
+    max_ts: int | None = None
     ts_sorted: bool = True
-    schema: Optional[pa.Schema] = None
+    schema: pa.Schema | None = None
     notifications: list = field(default_factory=list)
     deleted: bool = False
 
@@ -245,7 +246,7 @@ class SessionRecord:
     locator: str
     created_at_ns: int
     locked: bool = False
-    completed_at_ns: Optional[int] = None
+    completed_at_ns: int | None = None
     error_reported: bool = False
     topics: list[str] = field(default_factory=list)  # topic paths, creation order
 
@@ -368,7 +369,7 @@ def load_notifications(directory: Path) -> list:
         return []
     items = read_json(path)
     if not isinstance(items, list):
-        raise ValueError(f"{NOTIFICATIONS_FILE} is not a list")
+        raise ValueError(f"{NOTIFICATIONS_FILE} is not a list")  # noqa: TRY004 - malformed stored JSON is a ValueError, which callers catch
     return items
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -170,7 +170,7 @@ def iter_chunk_batches(path: Path, quiet: bool = False) -> Iterator[pa.RecordBat
         source.close()
 
 
-def validate_chunk(path: Path, schema: Optional[pa.Schema]) -> Optional[str]:
+def validate_chunk(path: Path, schema: pa.Schema | None) -> str | None:
     """Fully validate every record batch of a chunk file (no memory map: a bad file cannot
     fault the process); returns None if it is sound, else the reason in one line.
 
@@ -201,7 +201,7 @@ def validate_chunk(path: Path, schema: Optional[pa.Schema]) -> Optional[str]:
         return f"cannot read: {exc.strerror or exc}"
 
 
-def window(batch: pa.RecordBatch, start_ns: Optional[int], end_ns: Optional[int]) -> pa.RecordBatch:
+def window(batch: pa.RecordBatch, start_ns: int | None, end_ns: int | None) -> pa.RecordBatch:
     """Rows of ``batch`` with ``start_ns <= timestamp_ns < end_ns`` (None: open bound)."""
     if start_ns is None and end_ns is None:
         return batch

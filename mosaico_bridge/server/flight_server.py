@@ -35,10 +35,11 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from mosaico_bridge.protocol import auth as pauth
 from mosaico_bridge.protocol import descriptors as desc
@@ -71,6 +72,9 @@ from mosaico_bridge.server.boundary import _SchemaRefusal, _translated
 from mosaico_bridge.server.chunks import DEFAULT_COMPRESSION
 from mosaico_bridge.server.query_actions import QUERY_ACTIONS, QueryService
 from mosaico_bridge.server.store import MosaicoStore
+
+if TYPE_CHECKING:
+    from typing import Self
 
 logger = logging.getLogger("mosaico_bridge.server")
 
@@ -133,10 +137,10 @@ class MosaicoServer(flight.FlightServerBase):
         port: int = names.DEFAULT_PORT,
         *,
         max_decode_message_size: int = DEFAULT_MAX_DECODE_MESSAGE_SIZE,
-        tls_certificates: Optional[list] = None,
+        tls_certificates: list | None = None,
         require_api_key: bool = False,
-        middleware: Optional[dict] = None,
-        max_encode_message_size: Optional[int] = None,
+        middleware: dict | None = None,
+        max_encode_message_size: int | None = None,
         target_encode_message_size: int = DEFAULT_TARGET_ENCODE_MESSAGE_SIZE,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
         store_compression: str = DEFAULT_COMPRESSION,
@@ -160,10 +164,10 @@ class MosaicoServer(flight.FlightServerBase):
         self._max_encode = int(max_encode_message_size or max_decode_message_size)
         self._target_encode = min(int(target_encode_message_size), self._max_encode)
         self._max_batch_rows = int(max_batch_rows)
-        self._thread: Optional[threading.Thread] = None
-        self._stopper: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
+        self._stopper: threading.Thread | None = None
         self._stop_lock = threading.Lock()
-        self._actions: dict[str, Callable[[Any], Optional[dict]]] = {
+        self._actions: dict[str, Callable[[Any], dict | None]] = {
             Action.INFO: self._act_info,
             Action.SEQUENCE_CREATE: self._act_sequence_create,
             Action.SEQUENCE_DELETE: self._act_sequence_delete,
@@ -255,7 +259,7 @@ class MosaicoServer(flight.FlightServerBase):
         *,
         timeout: float = 10.0,
         **kw: Any,
-    ) -> "MosaicoServer":
+    ) -> MosaicoServer:
         """Start a server with a daemon serving thread; return once it answers ``info``.
 
         ``timeout`` bounds the wait, in seconds. Other keywords go to the constructor
@@ -283,7 +287,7 @@ class MosaicoServer(flight.FlightServerBase):
         if self._tls:
             kwargs["disable_server_verification"] = True
         deadline = time.monotonic() + timeout
-        last: Optional[BaseException] = None
+        last: BaseException | None = None
         with flight.FlightClient(names.location(connect_host, self.port, self._tls), **kwargs) as client:
             while time.monotonic() < deadline:
                 try:
@@ -297,7 +301,7 @@ class MosaicoServer(flight.FlightServerBase):
                     time.sleep(0.02)
         raise TimeoutError(f"Mosaico server on {self.location} did not answer within {timeout} s: {last}")
 
-    def stop(self, timeout: Optional[float] = None) -> bool:
+    def stop(self, timeout: float | None = None) -> bool:
         """Shut the server down and wait for running calls to end; safe to call twice.
 
         ``timeout`` (seconds) bounds the wait; None waits as long as calls run (a client
@@ -322,7 +326,7 @@ class MosaicoServer(flight.FlightServerBase):
             self._thread.join()
         logger.info("Mosaico server on port %s stopped", self.port)
 
-    def __enter__(self) -> "MosaicoServer":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
@@ -330,11 +334,11 @@ class MosaicoServer(flight.FlightServerBase):
 
     # ------------------------------------------------------------------ access control
 
-    def _check(self, api_key: Optional[str], required: Permission, call: str) -> Optional[ApiKeyRecord]:
+    def _check(self, api_key: str | None, required: Permission, call: str) -> ApiKeyRecord | None:
         """See :meth:`AccessControl.check`."""
         return self._access.check(api_key, required, call)
 
-    def _authorize(self, context: flight.ServerCallContext, required: Permission, call: str) -> Optional[ApiKeyRecord]:
+    def _authorize(self, context: flight.ServerCallContext, required: Permission, call: str) -> ApiKeyRecord | None:
         """Check that the caller of ``call`` holds ``required`` (see :meth:`_check`).
 
         Every Flight call and every action goes through here first; the key comes from
@@ -600,7 +604,7 @@ class MosaicoServer(flight.FlightServerBase):
                 raise flight_error(ErrorKind.INVALID_ARGUMENT, "DoPut descriptor must name a topic `sequence/topic`")
             data_writer = self._store.open_writer(cmd.resource_locator, cmd.topic_uuid, reader.schema)
             complete = False
-            reason: Optional[str] = None
+            reason: str | None = None
             try:
                 while True:
                     try:
@@ -645,7 +649,7 @@ class MosaicoServer(flight.FlightServerBase):
                 else:
                     data_writer.abort(reason)
 
-    def _recheck_key(self, context: flight.ServerCallContext) -> Optional[str]:
+    def _recheck_key(self, context: flight.ServerCallContext) -> str | None:
         """Check the caller's key again during a DoPut stream (require_api_key only).
 
         Returns:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from mosaico_bridge.common.clock import now_ns
 from mosaico_bridge.common.files import atomic_write_json
@@ -51,7 +50,7 @@ def new_entry(name: str, notification_type: object, msg: object) -> dict:
     }
 
 
-def save(directory: Optional[Path], entries: list) -> None:
+def save(directory: Path | None, entries: list) -> None:
     """Write a notification list to ``directory/notifications.json`` (None: owner deleted).
 
     Raises: OSError.

@@ -68,7 +68,7 @@ __all__ = [
 TIMESTAMP = "timestamp_ns"
 
 
-def _session() -> "datafusion.SessionContext":
+def _session() -> datafusion.SessionContext:
     """A DataFusion session; the engine is imported on the first query (it costs ~0.5 s of
     start-up that a server that never answers a query, e.g. the one inside bag_import,
     should not pay)."""

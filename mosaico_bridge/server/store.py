@@ -27,8 +27,9 @@ import os
 import shutil
 import threading
 import uuid as uuid_mod
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any
 
 import pyarrow as pa
 
@@ -109,7 +110,7 @@ class MosaicoStore:
 
     # ---------------------------------------------------------------- helpers
 
-    def _trash(self, directory: Path) -> Optional[Path]:
+    def _trash(self, directory: Path) -> Path | None:
         """Move ``directory`` out of the tree at once (atomic rename); return its new path.
 
         The caller deletes the returned folder with :meth:`_purge` after releasing the lock.
@@ -430,7 +431,7 @@ class MosaicoStore:
 
     # ---------------------------------------------------------------- writing
 
-    def open_writer(self, topic_locator: str, topic_uuid: Optional[str], schema: pa.Schema) -> TopicDataWriter:
+    def open_writer(self, topic_locator: str, topic_uuid: str | None, schema: pa.Schema) -> TopicDataWriter:
         """Start a DoPut stream on a topic (``docs/protocol.md`` § DoPut).
 
         The first DoPut stores ``schema`` (field order, types, nullability, field and schema
@@ -488,7 +489,7 @@ class MosaicoStore:
             recovery.note_rows(topic, chunk, ts)
 
     def _end_writer(
-        self, topic: TopicRecord, chunk: Chunk, chunk_size: Optional[int], complete: bool, reason: Optional[str], rows: int
+        self, topic: TopicRecord, chunk: Chunk, chunk_size: int | None, complete: bool, reason: str | None, rows: int
     ) -> None:
         with self._lock:
             if chunk_size is not None:
@@ -517,8 +518,8 @@ class MosaicoStore:
     # ---------------------------------------------------------------- reading
 
     def window_stats(
-        self, topic_locator: str, start_ns: Optional[int], end_ns: Optional[int]
-    ) -> tuple[Optional[tuple[int, int]], int]:
+        self, topic_locator: str, start_ns: int | None, end_ns: int | None
+    ) -> tuple[tuple[int, int] | None, int]:
         """``((min_ns, max_ns), row_count)`` of the rows with ``start_ns <= t < end_ns``.
 
         The interval is None when no row falls in the window. A bound that is None is open.
@@ -547,8 +548,8 @@ class MosaicoStore:
     def read(
         self,
         topic_locator: str,
-        start_ns: Optional[int] = None,
-        end_ns: Optional[int] = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
         *,
         max_rows: int = 8192,
         max_bytes: int = 25 * 1024 * 1024,
@@ -596,7 +597,7 @@ class MosaicoStore:
     # ---------------------------------------------------------------- notifications
 
     @staticmethod
-    def _save_notes(directory: Optional[Path], entries: list, owner: str) -> None:
+    def _save_notes(directory: Path | None, entries: list, owner: str) -> None:
         try:
             notes.save(directory, entries)
         except OSError as exc:

@@ -9,7 +9,7 @@ Sizes are bytes, timestamps ns.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -33,14 +33,14 @@ class TopicDataWriter:
     writer holds no batch after that.
     """
 
-    def __init__(self, store: "MosaicoStore", topic: TopicRecord, chunk: Chunk, schema: pa.Schema, compression: str):
+    def __init__(self, store: MosaicoStore, topic: TopicRecord, chunk: Chunk, schema: pa.Schema, compression: str):
         self._store = store
         self._topic = topic
         self._chunk = chunk
         self._schema = schema
         self._file = chunks.ChunkWriter(topic.directory / chunk.file, schema, compression)
         self._closed = False
-        self._last_ts: Optional[int] = None
+        self._last_ts: int | None = None
         #: Rows and IPC body bytes of this stream stored so far.
         self.rows_written = 0
         self.body_bytes_written = 0
@@ -76,17 +76,17 @@ class TopicDataWriter:
         """Close the chunk at the end of the DoPut stream and lock the topic."""
         self._close(complete=True, reason=None)
 
-    def abort(self, reason: Optional[str] = None) -> None:
+    def abort(self, reason: str | None = None) -> None:
         """Close the chunk after a broken or refused stream: keep the data, leave the
         topic unlocked; ``reason`` (one line) becomes a topic notification."""
         self._close(complete=False, reason=reason)
 
-    def _close(self, complete: bool, reason: Optional[str]) -> None:
+    def _close(self, complete: bool, reason: str | None) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            size: Optional[int] = self._file.close()
+            size: int | None = self._file.close()
         except (OSError, pa.ArrowException) as exc:
             logger.error("closing chunk %s of %s failed: %s", self._chunk.file, self._topic.locator, exc)
             size = None

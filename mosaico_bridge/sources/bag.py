@@ -13,15 +13,19 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import TYPE_CHECKING
 
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.typesys import Stores, get_typestore
 
 from .header_stamp import HeaderStampError, header_stamp_reader
 from .topic_filter import TopicFilter
+
+if TYPE_CHECKING:
+    from typing import Self
 
 log = logging.getLogger("mosaico_bridge.sources")
 
@@ -97,8 +101,8 @@ class BagSource:
     def __init__(
         self,
         paths: Sequence[Path | str],
-        topic_filter: Optional[TopicFilter] = None,
-        timestamp: Optional[str] = None,
+        topic_filter: TopicFilter | None = None,
+        timestamp: str | None = None,
     ) -> None:
         if not paths:
             raise BagSourceError("no bag given")
@@ -108,12 +112,12 @@ class BagSource:
         if self.timestamp not in TIMESTAMP_SOURCES:
             raise ValueError(f"timestamp source must be one of {', '.join(TIMESTAMP_SOURCES)}, got {self.timestamp!r}")
         self._stamp_readers: dict[str, object] = {}
-        self._reader: Optional[AnyReader] = None
+        self._reader: AnyReader | None = None
         self.topics: dict[str, BagTopic] = {}
         self.skipped_topics: list[str] = []
 
     # ---------------------------------------------------------------- lifecycle
-    def open(self) -> "BagSource":
+    def open(self) -> Self:
         for path in self.paths:
             if not path.exists():
                 raise BagSourceError(f"bag not found: {path}")
@@ -121,7 +125,7 @@ class BagSource:
         try:
             reader = AnyReader(self.paths, default_typestore=get_typestore(FALLBACK_STORE))
             reader.open()
-        except (AnyReaderError, Exception) as exc:  # rosbags raises several error classes
+        except (AnyReaderError, Exception) as exc:  # noqa: BLE001 - rosbags raises many unrelated error classes on a bad bag; re-raised as BagSourceError
             raise BagSourceError(f"cannot open bag {', '.join(map(str, self.paths))}: {_one_line(exc)}") from None
         self._reader = reader
         self._index_topics()
@@ -132,7 +136,7 @@ class BagSource:
             self._reader.close()
             self._reader = None
 
-    def __enter__(self) -> "BagSource":
+    def __enter__(self) -> Self:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
@@ -218,7 +222,7 @@ class BagSource:
                 yield conn.topic, timestamp, rawdata
         except BagSourceError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a corrupt bag surfaces as any error of rosbags' readers; re-raised as BagSourceError
             raise BagSourceError(f"corrupt bag {', '.join(map(str, self.paths))}: {_one_line(exc)}") from None
 
 

@@ -147,4 +147,4 @@ def inspect_bags(
     return plan
 
 
-__all__ = ["ImportPlan", "TopicReport", "inspect_bags", "BagSourceError"]
+__all__ = ["BagSourceError", "ImportPlan", "TopicReport", "inspect_bags"]

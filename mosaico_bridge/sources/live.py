@@ -23,8 +23,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -85,7 +85,7 @@ def _refs(desc) -> list[str]:
     return out
 
 
-def _msg_file(pkg: str, name: str) -> Optional[str]:
+def _msg_file(pkg: str, name: str) -> str | None:
     """Text of ``share/<pkg>/msg/<name>.msg`` under an ament prefix (``AMENT_PREFIX_PATH``,
     then this interpreter's prefix, where the PyPI ROS wheels install it)."""
     prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
@@ -161,10 +161,10 @@ class LiveSource:
         self,
         node: Node,
         topic_filter: TopicFilter,
-        on_topic: Callable[[str, str], Optional[Sink]],
-        qos_overrides: Optional[dict] = None,
-        info: Optional[Callable[[str], None]] = None,
-        now_ns: Optional[Callable[[], int]] = None,
+        on_topic: Callable[[str, str], Sink | None],
+        qos_overrides: dict | None = None,
+        info: Callable[[str], None] | None = None,
+        now_ns: Callable[[], int] | None = None,
     ) -> None:
         self.node = node
         self._info = info or log.info
@@ -176,7 +176,7 @@ class LiveSource:
         self._sinks: dict[str, list[Sink]] = {}  # topic -> one-element cell read by its callback
         self.msgtypes: dict[str, str] = {}  # subscribed topic -> its message type
         self._now_ns = now_ns or time.time_ns
-        self._error: Optional[BaseException] = None
+        self._error: BaseException | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -203,7 +203,7 @@ class LiveSource:
         self._sinks[topic][0] = sink
 
     @property
-    def error(self) -> Optional[BaseException]:
+    def error(self) -> BaseException | None:
         """The first error a sink raised in a callback, if any."""
         return self._error
 

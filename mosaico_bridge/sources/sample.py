@@ -75,7 +75,7 @@ def write_sample_bag(path: Path) -> Path:
     for topic, (msgtype, rate) in TOPICS.items():
         times = [0.0] if rate == 0 else [i / rate for i in range(DURATION_S * rate)]
         for t in times:
-            t_ns = START_NS + int(round(t * 1e9))
+            t_ns = START_NS + round(t * 1e9)
             x, y, yaw = state(t)
             if msgtype.endswith("Imu"):
                 msg = T[msgtype](
@@ -131,6 +131,6 @@ def write_sample_bag(path: Path) -> Path:
         conns = {
             topic: writer.add_connection(topic, msgtype, typestore=ts) for topic, (msgtype, _rate) in TOPICS.items()
         }
-        for t_ns, topic, msg in events:
-            writer.write(conns[topic], t_ns, ts.serialize_cdr(msg, TOPICS[topic][0]))
+        for t_ns, topic, message in events:
+            writer.write(conns[topic], t_ns, ts.serialize_cdr(message, TOPICS[topic][0]))
     return path

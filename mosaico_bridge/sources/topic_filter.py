@@ -7,8 +7,8 @@ expression, matches the whole name (``re.fullmatch``), as rosbag2's ``--regex`` 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class TopicFilter:
         object.__setattr__(self, "_compiled", (self._compile(self.include), self._compile(self.exclude)))
 
     @classmethod
-    def of(cls, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> "TopicFilter":
+    def of(cls, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> TopicFilter:
         return cls(tuple(include or ()), tuple(exclude or ()))
 
     @staticmethod

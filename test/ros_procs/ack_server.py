@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's mosaico_bridge
 
-from mosaico_bridge.server import MosaicoServer  # noqa: E402
+from mosaico_bridge.server import MosaicoServer
 
 
 class _NoResults:
