@@ -56,7 +56,9 @@ def test_snapshot_keeps_only_the_last_duration(server, procs):  # noqa: F811
     assert driver.ask("transition", node=NODE, transition="configure")["success"]
     assert driver.ask("transition", node=NODE, transition="activate")["success"]
     assert publisher.ask("numbered", topic="/num", count=200, rate=1000)["published"] == 200
-    # older than 2 s: evicted by the node's 1 Hz expiry, with no new message arriving
+    # every message is buffered first (a held=0 seen before they arrived proves nothing) ...
+    driver.ask("diag_status", node="mosaico_bridge", status="/num", key="held", value="200", timeout=30)
+    # ... then, older than 2 s, evicted by the node's 1 Hz expiry, with no new message arriving
     driver.ask("diag_status", node="mosaico_bridge", status="/num", key="held", value="0", timeout=30)
     assert driver.ask("trigger", service=SNAPSHOT)["message"].endswith("nothing buffered")
     assert publisher.ask("numbered", topic="/num", count=50, rate=1000)["published"] == 50
