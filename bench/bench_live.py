@@ -18,9 +18,10 @@ seconds, receive → acknowledged latency p50 / p99 (the node's counters).
     .venv/bin/python bench/bench_live.py [--seconds 10] [--only 2cam_imu,4cam] \
         [--server acks|mosaico_server] [--compression none|lz4|zstd]
 
-``--server acks`` (default) runs test/ros_procs/ack_server.py, the embedded server plus a
-PutAck per stored batch; ``mosaico_server`` acknowledges at the end of the stream only,
-so its latency is receive → end of session.
+``--server acks`` (default) runs test/ros_procs/ack_server.py; ``mosaico_server`` runs the
+server's command line (``python -m mosaico_bridge.cli.server``). Both are this checkout's
+embedded server, which acknowledges every stored batch with a PutAck, so the latency is
+receive → acknowledged. Both run from this checkout, not from an installed copy.
 """
 
 from __future__ import annotations
@@ -233,9 +234,9 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench_live_", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
     port = free_port()
     cmd = ([PY, str(REPO / "test" / "ros_procs" / "ack_server.py")] if args.server == "acks"
-           else [str(Path(PY).parent / "mosaico_server")])
+           else [PY, "-m", "mosaico_bridge.cli.server"])
     server = subprocess.Popen([*cmd, "--root", str(root / "store"), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     driver = Driver()
     results = []
     try:

@@ -51,6 +51,30 @@ def write_options(compression: str) -> pa.ipc.IpcWriteOptions:
     return pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
 
 
+#: A chunk is compressed only if its largest buffer's sample shrinks by at least this fraction.
+MIN_SAVINGS = 0.1
+#: Bytes of the largest buffer compressed to decide.
+SAMPLE_BYTES = 256 * 1024
+#: Batches whose largest buffer is smaller than this are compressed without a trial.
+TRIAL_MIN_BYTES = 64 * 1024
+
+
+def worth_compressing(batch: pa.RecordBatch, compression: str) -> bool:
+    """True if ``compression`` saves at least :data:`MIN_SAVINGS` on a sample (the first
+    :data:`SAMPLE_BYTES`) of the batch's largest buffer; True as well when that buffer is
+    under :data:`TRIAL_MIN_BYTES` (cheap to compress either way)."""
+    largest = None
+    for column in batch.columns:
+        for buf in column.buffers():
+            if buf is not None and (largest is None or buf.size > largest.size):
+                largest = buf
+    if largest is None or largest.size < TRIAL_MIN_BYTES:
+        return True
+    sample = largest.slice(0, min(largest.size, SAMPLE_BYTES))
+    packed = pa.compress(sample, codec=compression, asbytes=False)
+    return packed.size <= (1.0 - MIN_SAVINGS) * sample.size
+
+
 def check_schema(schema: pa.Schema) -> None:
     """Check that a topic schema has one ``timestamp_ns`` int64 column.
 
@@ -107,23 +131,39 @@ def is_sorted(ts: np.ndarray) -> bool:
 class ChunkWriter:
     """Appends record batches to a new chunk file (mode 0640), flushing each to the OS.
 
+    The IPC stream (schema first) is started at the first batch, so that the chunk's
+    compression can be chosen from its data: with ``lz4`` or ``zstd``, a chunk whose
+    largest buffer does not compress by at least :data:`MIN_SAVINGS` in a sample of
+    :data:`SAMPLE_BYTES` (camera pixels with sensor noise, already compressed images) is
+    written uncompressed: compressing it would cost CPU for no gain.
+    :attr:`compression` is the choice made (``none`` until the first batch).
+
     Raises (constructor): OSError if the file cannot be created.
     """
 
     def __init__(self, path: Path, schema: pa.Schema, compression: str = DEFAULT_COMPRESSION) -> None:
+        write_options(compression)  # ValueError on an unknown name, before the file exists
         self.path = path
+        self._schema = schema
+        self._wanted = compression
+        self.compression = "none"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATA_MODE)
         os.chmod(path, DATA_MODE)
         self._file = os.fdopen(fd, "wb", buffering=0)
-        try:
-            self._writer = pa.ipc.new_stream(self._file, schema, options=write_options(compression))
-        except BaseException:
-            self._file.close()
-            raise
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+
+    def _start(self, first: pa.RecordBatch | None) -> pa.ipc.RecordBatchStreamWriter:
+        chosen = self._wanted
+        if chosen != "none" and first is not None and not worth_compressing(first, chosen):
+            chosen = "none"
+        self.compression = chosen
+        self._writer = pa.ipc.new_stream(self._file, self._schema, options=write_options(chosen))
+        return self._writer
 
     def write(self, batch: pa.RecordBatch) -> int:
         """Append one batch; returns the file size in bytes once it reached the OS."""
-        self._writer.write_batch(batch)
+        writer = self._writer or self._start(batch)
+        writer.write_batch(batch)
         self._file.flush()
         return self._file.tell()
 
@@ -134,7 +174,7 @@ class ChunkWriter:
             OSError, pyarrow.ArrowException: the file could not be completed (it is closed anyway).
         """
         try:
-            self._writer.close()
+            (self._writer or self._start(None)).close()
             self._file.flush()
             os.fsync(self._file.fileno())
             return self._file.tell()
