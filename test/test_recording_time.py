@@ -29,6 +29,7 @@ def test_sim_time_and_header_stamps_are_the_stored_timestamps(server, procs, sou
     assert publisher.ask("clock", sec=1_000_000, nanosec=0, count=20)["clock_ns"] == SIM_NS
     publisher.ask("stamped", topic="/pt", sec=42, nanosec=7)  # waits for the bridge's subscription
     bridge.wait_log(r"recording /note", timeout=30)
+    publisher.ask("matched", topic="/note")  # a volatile sample published before the match is lost
     publisher.ask("publish", topic="/note", data="at sim time")
     driver.ask("wait_received", node="mosaico_bridge", counts={"/note": 1, "/pt": 1}, timeout=30)
     # the housekeeping timers run on steady time: diagnostics came although /clock is paused

@@ -13,9 +13,12 @@ Commands:
       -> {"received": {topic: n}} once /diagnostics reports at least those counts
   {"cmd": "replay", "bag": path, "topics": [..] | null, "rate": 2000, "reliable": true}
       -> {"published": {topic: n}}  (waits for a subscriber on every topic first)
-  {"cmd": "images", "topic": t, "hz": 30, "seconds": 10, "width": 1920, "height": 1080}
+  {"cmd": "images", "topic": t, "hz": 30, "seconds": 10, "width": 1920, "height": 1080, "subscribers": 1}
       -> {"published": n, "failed": k, "sha1": [hex per frame published]}
+      (starts once that many subscribers are matched)
   {"cmd": "advertise", "topic": t, "type": "pkg/msg/Name"} -> {"advertised": t}
+  {"cmd": "matched", "topic": t, "count": 1, "timeout": 20} -> {"matched": n}
+      (waits until the publisher advertised on t has at least count subscribers matched)
   {"cmd": "publish", "topic": t, "data": "text"} -> {"published": t, "time_ns": wall clock}
       (one std_msgs/String on a topic advertised with that type)
   {"cmd": "latch", "topic": t, "data": "text"} -> {"latched": t}
@@ -132,13 +135,13 @@ class Agent(Node):
                 return {"values": got}
         raise TimeoutError(f"no status {name} with {key}={value} within {timeout} s")
 
-    def wait_subscribers(self, pubs: dict, timeout: float = 20) -> None:
+    def wait_subscribers(self, pubs: dict, timeout: float = 20, count: int = 1) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(p.get_subscription_count() > 0 for p in pubs.values()):
+            if all(p.get_subscription_count() >= count for p in pubs.values()):
                 return
             rclpy.spin_once(self, timeout_sec=0.1)
-        missing = [t for t, p in pubs.items() if p.get_subscription_count() == 0]
+        missing = [t for t, p in pubs.items() if p.get_subscription_count() < count]
         raise TimeoutError(f"no subscriber on {missing} within {timeout} s")
 
     def replay(self, bag: str, topics, rate: float, reliable: bool) -> dict:
@@ -170,7 +173,7 @@ class Agent(Node):
                     time.sleep(delay)
         return {"published": published}
 
-    def images(self, topic: str, hz: float, seconds: float, width: int, height: int) -> dict:
+    def images(self, topic: str, hz: float, seconds: float, width: int, height: int, subscribers: int = 1) -> dict:
         import numpy as np
         from sensor_msgs.msg import Image
 
@@ -178,7 +181,7 @@ class Agent(Node):
         # every frame published reaches the bridge; what the bridge then does is under test.
         qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
         pub = self.create_publisher(Image, topic, qos)
-        self.wait_subscribers({topic: pub})
+        self.wait_subscribers({topic: pub}, count=subscribers)
         base = np.arange(width * height * 3, dtype=np.uint32).astype(np.uint8)
         n = int(hz * seconds)
         sha, failed = [], 0
@@ -312,6 +315,10 @@ def main() -> int:
                 agent.keep = getattr(agent, "keep", []) + [pub]
                 agent.pubs = {**getattr(agent, "pubs", {}), req["topic"]: pub}
                 out = {"advertised": req["topic"]}
+            elif cmd == "matched":
+                agent.wait_subscribers({req["topic"]: agent.pubs[req["topic"]]}, req.get("timeout", 20),
+                                       req.get("count", 1))
+                out = {"matched": agent.pubs[req["topic"]].get_subscription_count()}
             elif cmd == "publish":
                 from std_msgs.msg import String
 
@@ -338,7 +345,8 @@ def main() -> int:
             elif cmd == "trigger":
                 out = agent.trigger(req["service"], req.get("timeout", 60))
             elif cmd == "images":
-                out = agent.images(req["topic"], req["hz"], req["seconds"], req["width"], req["height"])
+                out = agent.images(req["topic"], req["hz"], req["seconds"], req["width"], req["height"],
+                                   req.get("subscribers", 1))
             else:
                 out = {"error": f"unknown command {cmd}"}
         except Exception as exc:  # noqa: BLE001 - reported to the test
