@@ -22,6 +22,7 @@ functions expect (rows sorted by ``timestamp_ns``, statistics on every column).
 from __future__ import annotations
 
 import base64
+import importlib
 import math
 import os
 import re
@@ -33,11 +34,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     import datafusion
+    import pyarrow.dataset as ds
 
 from ..protocol.errors import ErrorKind
 from ..protocol.query import (
@@ -75,6 +75,13 @@ def _session() -> datafusion.SessionContext:
     import datafusion
 
     return datafusion.SessionContext()
+
+
+def _ds():
+    """``pyarrow.dataset`` (and ``pyarrow.parquet`` where it is used), imported on first use: they
+    pull in pandas, ~0.15 s and ~40 MiB of start-up that bag_import and the node need not pay."""
+    import pyarrow.dataset
+    return pyarrow.dataset
 
 #: Default row-group size of :func:`write_parquet_chunk`, in rows.
 DEFAULT_ROW_GROUP_ROWS = 16384
@@ -230,7 +237,7 @@ def write_parquet_chunk(
     table = table.cast(relaxed)
     out = Path(path)
     tmp = out.with_name(out.name + ".part")
-    pq.write_table(
+    importlib.import_module("pyarrow.parquet").write_table(
         table, tmp, row_group_size=max(1, int(row_group_rows)), compression=compression, write_statistics=True
     )
     os.replace(tmp, out)
@@ -244,7 +251,7 @@ def read_parquet_chunk(path: str | os.PathLike, columns: Sequence[str] | None = 
     Raises:
         OSError, pyarrow.ArrowInvalid: unreadable file.
     """
-    table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+    table = importlib.import_module("pyarrow.parquet").read_table(path, columns=list(columns) if columns is not None else None)
     meta = table.schema.metadata or {}
     if SCHEMA_METADATA_KEY not in meta:
         return table
@@ -538,7 +545,7 @@ def _compile(p: Predicate, schema: pa.Schema, locator: str) -> _Compiled:
     if pa.types.is_struct(t) or _is_list(t):
         raise QueryError(f"ontology field `{where}` is a {'struct' if pa.types.is_struct(t) else 'list'}, not a value")
     _leaf_check(where, t, p)
-    prune = _compare_expr(ds.field(*names), p.op, p.value) if plain else None
+    prune = _compare_expr(_ds().field(*names), p.op, p.value) if plain else None
     return _Compiled(_compare_sql(sql, p.op, p.value, where), prune)
 
 
@@ -547,10 +554,10 @@ def _time_window(rng: TimestampRange | None) -> tuple[list[str], list[ds.Express
     exprs: list[ds.Expression] = []
     if rng is not None and rng.start_ns is not None:
         sql.append(f"{_sql_ident(TIMESTAMP)} >= {int(rng.start_ns)}")
-        exprs.append(ds.field(TIMESTAMP) >= int(rng.start_ns))
+        exprs.append(_ds().field(TIMESTAMP) >= int(rng.start_ns))
     if rng is not None and rng.end_ns is not None:
         sql.append(f"{_sql_ident(TIMESTAMP)} < {int(rng.end_ns)}")
-        exprs.append(ds.field(TIMESTAMP) < int(rng.end_ns))
+        exprs.append(_ds().field(TIMESTAMP) < int(rng.end_ns))
     return sql, exprs
 
 
@@ -566,7 +573,7 @@ class _TopicScan:
         if not files:
             self.where = "FALSE"
             return
-        dataset = ds.dataset([str(f) for f in files], format="parquet")
+        dataset = _ds().dataset([str(f) for f in files], format="parquet")
         compiled = [_compile(p, dataset.schema, topic.locator) for p in preds]
         time_sql, time_exprs = _time_window(rng)
         self.where = " AND ".join([f"({c.sql})" for c in compiled] + time_sql) or "TRUE"
