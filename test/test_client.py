@@ -272,6 +272,23 @@ def test_one_submitter_per_topic_keeps_the_order_of_batches(client):
     assert snap["written"] == n and snap["batches"] > n // 7 - 1 and snap["inflight"] == 0
 
 
+def test_a_buffer_of_send_at_bytes_goes_without_waiting_for_its_age(client):
+    """SEND_AT_BYTES (4 MiB) of buffered messages are sent at once, though the batch limit
+    (16 MiB) is not reached and max_batch_age_s is 60 s; a smaller message waits for its age."""
+    from conftest import wait_until
+
+    from mosaico_bridge.client.topic_writer import SEND_AT_BYTES
+
+    with client.sequence_create("eager", {}, max_batch_age_s=60.0) as seq:
+        big = seq.topic_create("/big", {}, make_converter("std_msgs/msg/String", TS))
+        small = seq.topic_create("/small", {}, make_converter("std_msgs/msg/String", TS))
+        small.push(1, string_cdr("waits"))
+        big.push(1, string_cdr("x" * SEND_AT_BYTES))
+        wait_until(lambda: big.snapshot()["written"] == 1, timeout=30, what="the 4 MiB message acknowledged")
+        assert small.snapshot()["written"] == 0
+    assert client.topic_handler("eager", "/small").read().column("data").to_pylist() == ["waits"]
+
+
 def test_memory_budget_drops_without_block_and_waits_with_it(server):
     big = string_cdr("x" * 300_000)
     with MosaicoClient.connect("127.0.0.1", server.port, max_inflight_bytes=1024 * 1024) as c:

@@ -54,6 +54,11 @@ log = logging.getLogger("mosaico_bridge.client")
 RETAIN_WITHOUT_ACK = 2
 #: Seconds between two log lines about dropped messages of one topic.
 DROP_LOG_PERIOD_S = 1.0
+#: Bytes of buffered messages at which a topic's batch is sent without waiting for its age
+#: or its size limit (when that limit is larger): past a few MiB a bigger record batch costs
+#: no less per byte to send and store, it only waits longer (a 1080p rgb8 frame, 6 MB, goes
+#: at once instead of after max_batch_age_s).
+SEND_AT_BYTES = 4 * 1024 * 1024
 #: What a converter raises for a batch it cannot convert.
 CONVERSION_ERRORS = (ConversionError, ValueError, TypeError, LookupError, ArithmeticError, pa.ArrowException, MosaicoError)
 #: Seconds to wait for the server to end a DoPut stream after the client ended it.
@@ -164,8 +169,8 @@ class TopicWriter:
     Messages go in with :meth:`push` (serialized message + its timestamp in ns, converted
     by the topic's converter) or :meth:`push_batch` (an Arrow record batch already in the
     topic's schema). A batch is cut when the buffered messages reach ``max_batch_records``
-    or their estimated Arrow size reaches ``max_batch_bytes``, or when the oldest is
-    ``max_batch_age_ns`` old; a converted batch larger than ``max_batch_bytes`` is split
+    or their estimated Arrow size reaches ``max_batch_bytes`` (or :data:`SEND_AT_BYTES`,
+    4 MiB, if smaller), or when the oldest is ``max_batch_age_ns`` old; a converted batch larger than ``max_batch_bytes`` is split
     before it is written, and a single row larger than that is dropped with a topic
     notification (the server could not take it).
     """
@@ -203,6 +208,7 @@ class TopicWriter:
         self._budget = budget
         self._writer, self._reader = stream
         self._max_bytes = int(max_batch_bytes)
+        self._send_at_bytes = min(self._max_bytes, SEND_AT_BYTES)
         self._max_records = max_batch_records
         self._max_age_ns = int(max_batch_age_ns)
         self._notify = notify
@@ -291,7 +297,7 @@ class TopicWriter:
             self._pending_charge += size
             self.stats.received += 1
             if not self._ready and (
-                self._pending_bytes >= self._max_bytes
+                self._pending_bytes >= self._send_at_bytes
                 or (self._max_records is not None and len(self._pending_ts) >= self._max_records)
             ):
                 self._ready = wake = True
