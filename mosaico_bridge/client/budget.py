@@ -34,7 +34,8 @@ class InflightBudget:
         self._used = 0
         self._peak = 0
         self._waiters = 0
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # taken directly where nobody waits: cheaper than the Condition
+        self._cond = threading.Condition(self._lock)
 
     @property
     def used(self) -> int:
@@ -51,11 +52,14 @@ class InflightBudget:
 
     def try_acquire(self, n: int) -> bool:
         """Charge ``n`` bytes if they fit now; never waits. True if charged."""
-        with self._cond:
-            if not self._fits(n):
+        with self._lock:
+            used = self._used
+            if used and used + n > self.limit:
                 return False
-            self._used += n
-            self._peak = max(self._peak, self._used)
+            used += n
+            self._used = used
+            if used > self._peak:
+                self._peak = used
             return True
 
     def acquire(self, n: int, timeout: float | None = None) -> bool:
