@@ -19,7 +19,6 @@ from typing import Any
 from .. import __version__
 from ..client import (
     COMPRESSIONS,
-    DEFAULT_MAX_INFLIGHT_BYTES,
     AuthenticationError,
     MosaicoClient,
     MosaicoError,
@@ -28,6 +27,10 @@ from ..client import (
 from ..client.security import SecurityConfig
 from ..conversion import ConversionError
 from ..embedded import EmbeddedServerError, ServerConfig, connect_or_embed
+
+#: Default --max-inflight-bytes, half the live node's: on a 3.9 GB camera + lidar bag 128 MiB
+#: imports as fast as 256 MiB (550-670 MB/s either way) with ~150 MiB less peak RSS.
+IMPORT_MAX_INFLIGHT_BYTES = 128 * 1024 * 1024
 from ..importer import BagImportError, ImportSummary, import_bags
 from ..protocol import auth, names
 from ..protocol.errors import InvalidArgumentError
@@ -119,9 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--data-connections", type=int, default=4, metavar="N",
                    help="Flight data connections, topics striped round-robin (default 4)")
     w.add_argument("--workers", type=int, metavar="N", help="conversion threads (default: CPU count, 2..8)")
-    w.add_argument("--max-inflight-bytes", type=int, default=DEFAULT_MAX_INFLIGHT_BYTES, metavar="B",
+    w.add_argument("--max-inflight-bytes", type=int, default=IMPORT_MAX_INFLIGHT_BYTES, metavar="B",
                    help="bytes of messages read but not yet acknowledged by the server; reading waits past it, "
-                        f"so memory does not grow with the bag (default {DEFAULT_MAX_INFLIGHT_BYTES // 2**20} MiB)")
+                        f"so memory does not grow with the bag (default {IMPORT_MAX_INFLIGHT_BYTES // 2**20} MiB)")
     w.add_argument("--compression", choices=list(COMPRESSIONS), default="none",
                    help="compression of the Arrow IPC bodies on the wire (default none)")
     w.add_argument("--dry-run", action="store_true",
