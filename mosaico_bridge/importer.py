@@ -67,6 +67,24 @@ class ImportSummary:
         return sum(t.serialized_bytes for t in self.topics)
 
 
+#: The reader hands messages to the topic writers in groups of at most this many messages or
+#: bytes (then one budget charge and one lock per topic and group: :meth:`TopicWriter.push_many`);
+#: what is held meanwhile is outside ``max_inflight_bytes``, at most 1 MiB + one message.
+HAND_OVER_MESSAGES = 512
+HAND_OVER_BYTES = 1024 * 1024
+
+
+def _hand_over(held: dict, writers: dict, stats: dict) -> None:
+    """Push every topic's held messages (waiting for room in the memory budget: the budget
+    back-pressures the bag reader) and empty ``held``."""
+    for topic, (timestamps, messages) in held.items():
+        writers[topic].push_many(timestamps, messages)
+        s = stats[topic]
+        s.messages += len(messages)
+        s.serialized_bytes += sum(map(len, messages))
+    held.clear()
+
+
 def import_bags(
     client: MosaicoClient,
     bags: Sequence[Path | str],
@@ -135,19 +153,24 @@ def import_bags(
             for name, conv in converters.items():
                 recorder.add_topic(name, conv.msgtype, converter=conv)
             writers = recorder.topics
-            count = 0
+            held: dict[str, tuple[list[int], list[bytes]]] = {}
+            held_bytes = held_count = 0
             for topic, t_ns, raw in source.messages():
-                # block: the client's memory budget back-pressures the bag reader
-                writers[topic].push(t_ns, raw, block=True)
-                s = stats[topic]
-                s.messages += 1
-                s.serialized_bytes += len(raw)
-                count += 1
-                if on_progress and count >= 256:
-                    on_progress(count)
-                    count = 0
-            if on_progress and count:
-                on_progress(count)
+                cell = held.get(topic)
+                if cell is None:
+                    cell = held[topic] = ([], [])
+                cell[0].append(t_ns)
+                cell[1].append(raw)
+                held_bytes += len(raw)
+                held_count += 1
+                if held_bytes >= HAND_OVER_BYTES or held_count >= HAND_OVER_MESSAGES:
+                    _hand_over(held, writers, stats)
+                    if on_progress:
+                        on_progress(held_count)
+                    held_bytes = held_count = 0
+            _hand_over(held, writers, stats)
+            if on_progress and held_count:
+                on_progress(held_count)
             seq.finalize()
             for name, snap in recorder.counters().items():
                 stats[name].written = snap["written"]

@@ -289,6 +289,28 @@ def test_a_buffer_of_send_at_bytes_goes_without_waiting_for_its_age(client):
     assert client.topic_handler("eager", "/small").read().column("data").to_pylist() == ["waits"]
 
 
+def test_push_many_stores_what_push_would_in_order(client):
+    """push_many of groups, mixed with single pushes, stores every message in order; the
+    budget is back to 0 after the end of the stream; mismatched lengths are refused."""
+    with client.sequence_create("many", {}) as seq:
+        w = seq.topic_create("/m", {}, make_converter("std_msgs/msg/String", TS))
+        texts = [f"m{i}" for i in range(1000)]
+        i = 0
+        for group in (1, 7, 0, 300, 1, 691):
+            if group == 1:
+                w.push(i, string_cdr(texts[i]), block=True)
+            else:
+                w.push_many(list(range(i, i + group)), [string_cdr(t) for t in texts[i:i + group]])
+            i += group
+        with pytest.raises(ValueError, match="2 timestamps for 1 messages"):
+            w.push_many([1, 2], [string_cdr("x")])
+    table = client.topic_handler("many", "/m").read()
+    assert table.column("timestamp_ns").to_pylist() == list(range(1000))
+    assert table.column("data").to_pylist() == texts
+    snap = w.snapshot()
+    assert snap["received"] == snap["written"] == 1000 and snap["inflight"] == 0
+
+
 def test_memory_budget_drops_without_block_and_waits_with_it(server):
     big = string_cdr("x" * 300_000)
     with MosaicoClient.connect("127.0.0.1", server.port, max_inflight_bytes=1024 * 1024) as c:

@@ -305,6 +305,49 @@ class TopicWriter:
             self._wake()
         return True
 
+    def push_many(self, timestamps_ns: Sequence[int], messages: Sequence[Any]) -> None:
+        """Buffer several serialized messages, in order, as :meth:`push` with ``block`` does,
+        with one budget charge and one lock for them all (a bag reader's path: ~2 µs less
+        per message). Receive times are now.
+
+        Raises:
+            ValueError: the two sequences differ in length.
+            RuntimeError, MosaicoError: as :meth:`push`.
+        """
+        n = len(messages)
+        if len(timestamps_ns) != n:
+            raise ValueError(f"topic {self.name}: {len(timestamps_ns)} timestamps for {n} messages")
+        if self._converter is None:
+            raise RuntimeError(f"topic {self.name}: push_many() needs a converter; use push_batch()")
+        if self._error is not None and self._spool is None:
+            self._raise_error()
+        if not n:
+            return
+        sizes = [len(m) for m in messages]
+        charge = sum(sizes)
+        estimate = self._estimate
+        pending = sum(map(estimate, sizes)) if estimate else charge + 64 * n
+        self._budget.acquire(charge)
+        now = time.monotonic_ns()
+        wake = False
+        with self._lock:
+            if self._closed:
+                self._budget.release(charge)
+                raise RuntimeError(f"topic {self.name}: writer is closed")
+            self._pending_ts.extend(timestamps_ns)
+            self._pending_msgs.extend(messages)
+            self._pending_recv.extend([now] * n)
+            self._pending_bytes += pending
+            self._pending_charge += charge
+            self.stats.received += n
+            if not self._ready and (
+                self._pending_bytes >= self._send_at_bytes
+                or (self._max_records is not None and len(self._pending_ts) >= self._max_records)
+            ):
+                self._ready = wake = True
+        if wake:
+            self._wake()
+
     def push_batch(self, batch: pa.RecordBatch) -> None:
         """Send a record batch already in the topic's schema (after what was pushed before).
         Waits for room in the memory budget.
