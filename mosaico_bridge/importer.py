@@ -78,10 +78,9 @@ def _hand_over(held: dict, writers: dict, stats: dict) -> None:
     """Push every topic's held messages (waiting for room in the memory budget: the budget
     back-pressures the bag reader) and empty ``held``."""
     for topic, (timestamps, messages) in held.items():
-        writers[topic].push_many(timestamps, messages)
         s = stats[topic]
+        s.serialized_bytes += writers[topic].push_many(timestamps, messages)
         s.messages += len(messages)
-        s.serialized_bytes += sum(map(len, messages))
     held.clear()
 
 
