@@ -53,13 +53,10 @@ class InflightBudget:
     def try_acquire(self, n: int) -> bool:
         """Charge ``n`` bytes if they fit now; never waits. True if charged."""
         with self._lock:
-            used = self._used
-            if used and used + n > self.limit:
+            if not self._fits(n):
                 return False
-            used += n
-            self._used = used
-            if used > self._peak:
-                self._peak = used
+            self._used += n
+            self._peak = max(self._peak, self._used)
             return True
 
     def acquire(self, n: int, timeout: float | None = None) -> bool:
