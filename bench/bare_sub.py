@@ -5,20 +5,30 @@ reliable, KEEP_ALL) that only counts messages.
     bare_sub.py [--events] TOPIC=pkg/msg/Name [TOPIC=pkg/msg/Name ...]
 
 ``--events`` spins rclpy's EventsExecutor (what the bridge uses) instead of spin_once.
-Runs until SIGINT/SIGTERM, then prints {"received": {topic: n}}.
+Prints {"ready": true, "rss_kib": VmRSS} once subscribed, runs until SIGINT/SIGTERM, then
+prints {"received": {topic: n}, "rss_kib": VmRSS at ready, "hwm_kib": VmHWM}. What its peak
+RSS grows by is what the rmw layer itself holds for the load (samples received and not yet
+taken, fragments of large samples being reassembled), which any subscriber pays; the memory
+budget test of test/test_bridge_node.py measures the bridge against it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
+from pathlib import Path
 
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
 from mosaico_bridge.sources.live import message_class
+
+
+def _vm_kib(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
 
 
 def main() -> int:
@@ -38,7 +48,8 @@ def main() -> int:
         def cb(_msg, t=t):
             counts[t] += 1
         node.create_subscription(message_class(msgtype), t, cb, qos, raw=True)
-    print(json.dumps({"ready": True}), flush=True)
+    base = _vm_kib("VmRSS")
+    print(json.dumps({"ready": True, "rss_kib": base}), flush=True)
     if events:
         from rclpy.experimental import EventsExecutor
 
@@ -49,7 +60,7 @@ def main() -> int:
     else:
         while not stop:
             rclpy.spin_once(node, timeout_sec=0.1)
-    print(json.dumps({"received": counts}), flush=True)
+    print(json.dumps({"received": counts, "rss_kib": base, "hwm_kib": _vm_kib("VmHWM")}), flush=True)
     return 0
 
 

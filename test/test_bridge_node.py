@@ -514,15 +514,15 @@ BRIDGE_OVERHEAD_MIB = 160
 
 
 def _bare_subscriber(ros_domain: int, topic: str, msgtype: str):
-    """test/ros_procs/bare_subscriber.py on ``topic``, started and subscribed."""
+    """bench/bare_sub.py (the baseline of bench_live.py) on ``topic``, started and subscribed."""
     import json
     import subprocess
     import sys
 
     from ros_util import ros_env
 
-    proc = subprocess.Popen([sys.executable, str(REPO / "test" / "ros_procs" / "bare_subscriber.py"), topic, msgtype],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ros_env(ros_domain), cwd=REPO)
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "bare_sub.py"), "--events", f"{topic}={msgtype}"],
+                            stdout=subprocess.PIPE, text=True, env=ros_env(ros_domain), cwd=REPO)
     line = proc.stdout.readline()
     assert line and json.loads(line)["ready"], "bare subscriber did not start"
     return proc
@@ -558,8 +558,7 @@ def test_memory_budget_bounds_rss_under_a_fast_large_message_publisher(procs, tm
         driver.ask("wait_received", node="mosaico_bridge", counts={"/camera/image_raw": 1}, timeout=60)
         assert driver.ask("transition", node=NODE, transition="deactivate", timeout=180)["success"]
         peak = _vm_kib(bridge.proc.pid, "VmHWM")
-        bare.stdin.write("stop\n")
-        bare.stdin.flush()
+        bare.send_signal(signal.SIGTERM)
         b = json.loads(bare.stdout.readline())
         bare.wait(timeout=30)
         c = bridge.counters()[-1]["/camera/image_raw"]
@@ -568,7 +567,7 @@ def test_memory_budget_bounds_rss_under_a_fast_large_message_publisher(procs, tm
         assert c["received"] <= out["published"]
         growth_mib, bare_mib = (peak - base) / 1024, (b["hwm_kib"] - b["rss_kib"]) / 1024
         print(f"peak RSS growth: bridge {growth_mib:.0f} MiB, bare subscriber {bare_mib:.0f} MiB "
-              f"({b['received']} received); counters {c}")
+              f"({b['received']['/camera/image_raw']} received); counters {c}")
         assert growth_mib <= bare_mib + budget / 2**20 + BRIDGE_OVERHEAD_MIB, (growth_mib, bare_mib, c)
         if c["dropped"]:
             assert "reach max_inflight_bytes" in bridge.log()
