@@ -16,12 +16,15 @@ the server holds, from its FlightInfo; the SDK cross-checks one small topic), dr
 seconds, receive → acknowledged latency p50 / p99 (the node's counters).
 
     .venv/bin/python bench/bench_live.py [--seconds 10] [--only 2cam_imu,4cam] \
-        [--server acks|mosaico_server] [--compression none|lz4|zstd]
+        [--server acks|mosaico_server|embedded] [--compression none|lz4|zstd]
 
 ``--server acks`` (default) runs test/ros_procs/ack_server.py; ``mosaico_server`` runs the
-server's command line (``python -m mosaico_bridge.cli.server``). Both are this checkout's
-embedded server, which acknowledges every stored batch with a PutAck, so the latency is
-receive → acknowledged. Both run from this checkout, not from an installed copy.
+server's command line (``python -m mosaico_bridge.cli.server``); ``embedded`` gives the
+bridge no host, so it runs the embedded server in its own process (the user's default;
+its RSS and CPU are then part of the bridge's), and a server process started on the same
+root after the bridge exits counts what was stored. All are this checkout's server, which
+acknowledges every stored batch with a PutAck, so the latency is receive → acknowledged.
+All run from this checkout, not from an installed copy.
 """
 
 from __future__ import annotations
@@ -182,13 +185,30 @@ def sdk_rows(port: int, seq: str, topic: str) -> int:
         return sum(1 for _ in th.get_data_streamer()) if th is not None else 0
 
 
-def bridge_run(name, procs, seconds, env, port, driver, logdir, compression, profile: bool, params=()):
+def start_server(cmd: list[str], root: Path, port: int) -> subprocess.Popen:
+    """A server process on ``root``, returned once it answers (bounded wait)."""
+    from mosaico_bridge.client import MosaicoClient
+
+    server = subprocess.Popen([*cmd, "--root", str(root), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            MosaicoClient.connect("127.0.0.1", port, timeout=1.0).close()
+            return server
+        except (ConnectionError, OSError):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server on {root} did not start") from None
+
+
+def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, profile: bool, params=()):
+    """One bridge process recording ``procs``' load; ``target`` its server parameters."""
     topics = topics_of(procs)
     log_path = logdir / f"bridge_{name}.log"
     log = open(log_path, "w")  # noqa: SIM115 - the bridge process writes to it; closed after it exits
     seq = f"bench_{name}"
-    bridge = subprocess.Popen([PY, "-m", "mosaico_bridge.node", "--ros-args", "-p", "host:=127.0.0.1",
-                               "-p", f"port:={port}", "-p", f"sequence_name:={seq}", "-p", f"compression:={compression}",
+    bridge = subprocess.Popen([PY, "-m", "mosaico_bridge.node", "--ros-args", *[a for p in target for a in ("-p", p)],
+                               "-p", f"sequence_name:={seq}", "-p", f"compression:={compression}",
                                "-p", "spool_dir:=" + str(logdir / "spool"),
                                "-p", "topics:=[" + ",".join(f'"{t}"' for t in topics) + "]",
                                *[a for p in params for a in ("-p", p)]],
@@ -212,16 +232,15 @@ def bridge_run(name, procs, seconds, env, port, driver, logdir, compression, pro
         bridge.wait(timeout=120)
         log.close()
     counters = [json.loads(m) for m in re.findall(r"counters (\{.*\})", log_path.read_text())][-1]
-    stored = stored_rows(port, seq, topics)
     peaks = re.findall(r"max_inflight_bytes \d+: \d+ bytes in flight, peak (\d+)", log_path.read_text())
-    return published, counters, stored, cpu, rss, int(peaks[-1]) / 2**20 if peaks else float("nan")
+    return published, counters, cpu, rss, int(peaks[-1]) / 2**20 if peaks else float("nan")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--only", default=",".join(SCENARIOS))
-    ap.add_argument("--server", choices=["acks", "mosaico_server"], default="acks")
+    ap.add_argument("--server", choices=["acks", "mosaico_server", "embedded"], default="acks")
     ap.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none")
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                     help="extra bridge parameter (repeatable), e.g. workers:=1")
@@ -232,34 +251,47 @@ def main() -> int:
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID") or str(random.randint(1, 101)))
     os.environ.update(env)
     root = Path(tempfile.mkdtemp(prefix="bench_live_", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    store = root / "store"
     port = free_port()
     cmd = ([PY, str(REPO / "test" / "ros_procs" / "ack_server.py")] if args.server == "acks"
            else [PY, "-m", "mosaico_bridge.cli.server"])
-    server = subprocess.Popen([*cmd, "--root", str(root / "store"), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    embedded = args.server == "embedded"
+    # embedded: the bridge runs the server in its own process (no host); a server process
+    # on the same root counts the rows once the bridge has exited
+    server = None if embedded else start_server(cmd, store, port)
+    target = [f"embedded_root:={store}"] if embedded else ["host:=127.0.0.1", f"port:={port}"]
     driver = Driver()
     results = []
     try:
         for name in args.only.split(","):
             procs = SCENARIOS[name]
             pub_b, bare = baseline(procs, args.seconds, env)
-            server_cpu0 = proc_cpu_rss(server.pid)[0]
-            res = bridge_run(name, procs, args.seconds, env, port, driver, root, args.compression, args.profile,
+            server_cpu0 = proc_cpu_rss(server.pid)[0] if server else 0.0
+            res = bridge_run(name, procs, args.seconds, env, target, driver, root, args.compression, args.profile,
                              args.param)
-            server_cpu = proc_cpu_rss(server.pid)[0] - server_cpu0
-            sdk_check = None
-            if name == "50small":
-                t = next(iter(topics_of(procs)))
-                sdk_check = (t, sdk_rows(port, f"bench_{name}", t), res[2][t])
-            results.append((name, pub_b, bare, res, sdk_check, server_cpu))
-            from mosaico_bridge.client import MosaicoClient
+            server_cpu = proc_cpu_rss(server.pid)[0] - server_cpu0 if server else float("nan")
+            reader = start_server(cmd, store, port) if embedded else server
+            try:
+                stored = stored_rows(port, f"bench_{name}", topics_of(procs))
+                sdk_check = None
+                if name == "50small":
+                    t = next(iter(topics_of(procs)))
+                    sdk_check = (t, sdk_rows(port, f"bench_{name}", t), stored[t])
+                from mosaico_bridge.client import MosaicoClient
 
-            with MosaicoClient.connect("127.0.0.1", port) as c:  # free /dev/shm for the next scenario
-                c.sequence_delete(f"bench_{name}")
+                with MosaicoClient.connect("127.0.0.1", port) as c:  # free /dev/shm for the next scenario
+                    c.sequence_delete(f"bench_{name}")
+            finally:
+                if embedded:
+                    reader.terminate()
+                    reader.wait(timeout=60)
+            pub, counters, cpu, rss, budget_peak = res
+            results.append((name, pub_b, bare, (pub, counters, stored, cpu, rss, budget_peak), sdk_check, server_cpu))
             print(f"done {name}", file=sys.stderr, flush=True)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
         if args.keep:
             print(f"logs in {root}", file=sys.stderr)
         else:

@@ -119,6 +119,7 @@ def connect_or_embed(config: ServerConfig) -> Connection:
             host, port, timeout=config.timeout, tls_cert_path=config.tls_cert_path, api_key=config.api_key,
             data_connections=config.data_connections, workers=config.workers,
             max_inflight_bytes=config.max_inflight_bytes, compression=config.compression,
+            in_process_server=server,
         )
     except BaseException:
         if server is not None:

@@ -28,7 +28,7 @@ from ..protocol.errors import MosaicoError, NotFoundError
 from ..protocol.messages import Notification
 from .budget import DEFAULT_MAX_INFLIGHT_BYTES, InflightBudget
 from .control import ControlConnection
-from .data import DEFAULT_DATA_CONNECTIONS, ConnectionPool
+from .data import DEFAULT_DATA_CONNECTIONS, ConnectionPool, LocalPutTarget
 from .handlers import SequenceHandler, TopicHandler
 from .processing import ExecutorPool
 from .security import APIKeyStatus, SecurityConfig
@@ -118,6 +118,7 @@ class MosaicoClient:
         workers: int | None = None,
         max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
         compression: str = "none",
+        in_process_server: LocalPutTarget | None = None,
     ) -> MosaicoClient:
         """Connect to the server at ``host:port`` and set up all four layers.
 
@@ -135,6 +136,12 @@ class MosaicoClient:
                 :mod:`.budget`).
             compression: default compression of DoPut IPC bodies, ``none`` (default),
                 ``lz4`` or ``zstd``; a writer may choose another.
+            in_process_server: the server at ``host:port`` when it runs in this process
+                (the embedded server, :class:`mosaico_bridge.server.MosaicoServer`):
+                DoPut streams then hand it their record batches as objects, with no IPC
+                encoding, gRPC or copy (``docs/protocol.md`` § In-process data path);
+                ``compression`` then has no wire to act on. Control calls and reads
+                still use Flight.
 
         Raises:
             ConnectionError: the server is unreachable or does not answer in time, or the
@@ -159,7 +166,7 @@ class MosaicoClient:
                 grpc_max_encode_message_size=reply.grpc_max_encode_message_size,
                 grpc_target_encode_message_size=reply.grpc_target_encode_message_size,
             )
-            pool = ConnectionPool(host, port, security, data_connections)
+            pool = ConnectionPool(host, port, security, data_connections, in_process_server)
             processing = ExecutorPool(workers)
             processing.warm()
             for conn in pool.connections:
@@ -168,10 +175,11 @@ class MosaicoClient:
             control.close()
             raise
         log.info(
-            "connected to Mosaico %s at %s (%d data connections, %d workers%s)",
+            "connected to Mosaico %s at %s (%d data connections%s, %d workers%s)",
             info.version,
             security.location(host, port),
             len(pool),
+            ", in-process DoPut" if in_process_server is not None else "",
             processing.workers,
             f", key {security.api_key_fingerprint}" if security.api_key_fingerprint else "",
         )

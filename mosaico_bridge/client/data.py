@@ -6,6 +6,11 @@ write and the close of its DoPut stream run on that connection's thread, in the 
 they were submitted: record batches of a topic reach the server in order, while
 different topics upload in parallel on different connections (the client design's
 data layer, ``docs/client.md``).
+
+When the server runs in the client's own process (the embedded server), a pool may be
+given it as ``in_process``: DoPut streams then go to its ``open_local_put`` instead of
+Flight, still on the connection's thread and in the same order (``docs/protocol.md``
+§ In-process data path).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 from pyarrow import flight
@@ -31,12 +36,21 @@ T = TypeVar("T")
 DEFAULT_DATA_CONNECTIONS = 4
 
 
+class LocalPutTarget(Protocol):
+    """A server in this process that takes DoPut streams without Flight."""
+
+    def open_local_put(self, topic_locator: str, topic_uuid: str, schema: pa.Schema) -> Any:
+        """A stream with ``write_batch``, ``done_writing``, ``close`` and ``read`` (the
+        PutAck bytes, None at the end), raising what a Flight DoPut would."""
+
+
 class DataConnection:
     """One Flight client of the pool and the thread that writes on it."""
 
-    def __init__(self, index: int, client: flight.FlightClient) -> None:
+    def __init__(self, index: int, client: flight.FlightClient, in_process: LocalPutTarget | None = None) -> None:
         self.index = index
         self.client = client
+        self._in_process = in_process
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mosaico-data-{index}")
 
     def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
@@ -58,6 +72,9 @@ class DataConnection:
             ServerRefusedError, ConnectionError: if the server refuses or is unreachable.
         """
         try:
+            if self._in_process is not None:
+                stream = self._in_process.open_local_put(topic_locator, topic_uuid, schema)
+                return stream, stream
             writer, reader = self.client.do_put(doput_descriptor(topic_locator, topic_uuid), schema, options=options)
             return writer, reader
         except (flight.FlightError, pa.ArrowException, OSError) as exc:
@@ -75,10 +92,15 @@ class ConnectionPool:
         ValueError: if ``size`` < 1.
     """
 
-    def __init__(self, host: str, port: int, security: SecurityConfig, size: int = DEFAULT_DATA_CONNECTIONS) -> None:
+    def __init__(
+        self, host: str, port: int, security: SecurityConfig, size: int = DEFAULT_DATA_CONNECTIONS,
+        in_process: LocalPutTarget | None = None,
+    ) -> None:
         if size < 1:
             raise ValueError(f"data_connections must be >= 1, got {size}")
-        self.connections = [DataConnection(i, security.new_flight_client(host, port)) for i in range(size)]
+        self.connections = [
+            DataConnection(i, security.new_flight_client(host, port), in_process) for i in range(size)
+        ]
         self._next = itertools.cycle(self.connections)
         self._lock = threading.Lock()
 

@@ -47,7 +47,6 @@ from mosaico_bridge.protocol import messages as msg
 from mosaico_bridge.protocol import names
 from mosaico_bridge.protocol.errors import (
     ErrorKind,
-    InvalidArgumentError,
     NotFoundError,
     flight_reason,
 )
@@ -70,6 +69,7 @@ from mosaico_bridge.server.auth import (
 )
 from mosaico_bridge.server.boundary import _SchemaRefusal, _translated
 from mosaico_bridge.server.chunks import DEFAULT_COMPRESSION
+from mosaico_bridge.server.put import LocalPutStream, PutStream
 from mosaico_bridge.server.query_actions import QUERY_ACTIONS, QueryService
 from mosaico_bridge.server.store import MosaicoStore
 
@@ -600,11 +600,9 @@ class MosaicoServer(flight.FlightServerBase):
         with _translated("DoPut"):
             self._authorize(context, CALL_PERMISSIONS["DoPut"], "DoPut")
             cmd = desc.parse_command(descriptor)
-            if "/" not in cmd.resource_locator:
-                raise flight_error(ErrorKind.INVALID_ARGUMENT, "DoPut descriptor must name a topic `sequence/topic`")
-            data_writer = self._store.open_writer(cmd.resource_locator, cmd.topic_uuid, reader.schema)
+            stream = PutStream(self._store, cmd.resource_locator, cmd.topic_uuid, reader.schema, self._max_decode,
+                               lambda: self._recheck_key(context))
             complete = False
-            reason: str | None = None
             try:
                 while True:
                     try:
@@ -613,41 +611,33 @@ class MosaicoServer(flight.FlightServerBase):
                         # A client that vanishes also ends the stream; gRPC marks the call cancelled.
                         complete = not context.is_cancelled()
                         if not complete:
-                            logger.warning("DoPut %s: client went away; keeping what was received", data_writer.locator)
+                            logger.warning("DoPut %s: client went away; keeping what was received", stream.locator)
                         break
                     except (flight.FlightError, pa.ArrowException, OSError) as exc:
-                        logger.warning("DoPut %s: stream broken (%s); keeping what was received", data_writer.locator, exc)
+                        logger.warning("DoPut %s: stream broken (%s); keeping what was received", stream.locator, exc)
                         raise flight_error(ErrorKind.INVALID_ARGUMENT, "DoPut stream broken: unreadable message") from None
                     batch = chunk.data
                     if batch is None:
                         continue
-                    reason = self._recheck_key(context)
-                    if reason is not None:
-                        raise flight.FlightUnauthenticatedError(reason)
-                    size = pa.ipc.get_record_batch_size(batch)
-                    if size > self._max_decode:
-                        reason = f"record batch of {size} bytes refused (limit {self._max_decode} bytes)"
-                        raise flight_error(
-                            ErrorKind.TOO_LARGE,
-                            f"record batch of {size} bytes exceeds grpc_max_decode_message_size ({self._max_decode} bytes)",
-                        )
-                    try:
-                        data_writer.write(batch)
-                    except InvalidArgumentError as exc:
-                        reason = f"record batch refused: {exc.reason}"
-                        raise
+                    ack = stream.write(batch)
                     del batch, chunk
-                    ack = desc.PutAck(rows=data_writer.rows_written, body_bytes=data_writer.body_bytes_written)
                     writer.write(pa.py_buffer(ack.to_bytes()))
-                if complete:
-                    reason = self._recheck_key(context)
-                    if reason is not None:
-                        raise flight.FlightUnauthenticatedError(reason)
             finally:
-                if complete and reason is None:
-                    data_writer.finish()
-                else:
-                    data_writer.abort(reason)
+                stream.end(complete)
+
+    def open_local_put(self, topic_locator: str, topic_uuid: str, schema: pa.Schema) -> LocalPutStream:
+        """A DoPut stream for a client in this process (``docs/protocol.md`` § In-process
+        data path): what :meth:`do_put` does, without gRPC. Only a caller holding this
+        object can reach it, so it takes no key; with ``require_api_key`` it is refused
+        and the client must use Flight.
+
+        Raises:
+            pyarrow.flight.FlightServerError: as :meth:`do_put` (one line, ErrorKind word).
+        """
+        with _translated("DoPut"):
+            if self._require_api_key:
+                raise flight_error(ErrorKind.PERMISSION_DENIED, "in-process DoPut refused: this server requires API keys")
+            return LocalPutStream(PutStream(self._store, topic_locator, topic_uuid, schema, self._max_decode))
 
     def _recheck_key(self, context: flight.ServerCallContext) -> str | None:
         """Check the caller's key again during a DoPut stream (require_api_key only).
