@@ -35,6 +35,7 @@ room for three times the large bag, else on /tmp) and are deleted at the end unl
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -421,6 +422,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.child:
         return child_main(args.child, args.bag)
+    # bag_import runs from this checkout; give it the bytecode an installed copy has (pip
+    # compiles on install; with PYTHONDONTWRITEBYTECODE a checkout would compile every run)
+    compileall.compile_dir(REPO / "mosaico_bridge", quiet=1)
     sets = {s for s in args.sets.split(",") if s and s != "none"}
     modes = [m for m in args.modes.split(",") if m]
     if bad := (sets - {"shared", "imu_odom", "large"}) | (set(modes) - set(MODES)):

@@ -72,6 +72,7 @@ from rclpy.task import Future
 
 from .bridge_config import PARAMETERS, BridgeConfig
 from .client import MosaicoClient, MosaicoError, SequenceWriter, SessionLevelErrorPolicy
+from .common.imports import keep_pandas_out
 from .conversion import ConversionError
 from .embedded import Connection, EmbeddedServerError, ServerConfig, connect_or_embed
 from .protocol.errors import InvalidArgumentError
@@ -823,6 +824,7 @@ def _make_executor():
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``bridge_node``: run the node until SIGINT / SIGTERM, then finalize and exit 0."""
+    keep_pandas_out()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()

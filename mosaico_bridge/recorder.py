@@ -28,8 +28,10 @@ COUNTERS = ("received", "written", "spooled", "dropped", "bytes", "batches", "in
 
 
 def warm_imports() -> None:
-    """Import now what the first record batch would otherwise import (pyarrow.compute, and
-    pandas, which pyarrow loads on first use: about 1 s on a small machine)."""
+    """Import now what the first record batch would otherwise import: pyarrow.compute, and
+    pandas, which pyarrow loads on first use when it is installed (about 1 s on a small
+    machine), unless the process keeps it out (:func:`mosaico_bridge.common.imports.keep_pandas_out`,
+    as ``bridge_node`` does)."""
     import pyarrow.compute
     import pyarrow.ipc  # noqa: F401
 

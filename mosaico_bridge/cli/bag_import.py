@@ -25,6 +25,7 @@ from ..client import (
     SessionLevelErrorPolicy,
 )
 from ..client.security import SecurityConfig
+from ..common.imports import keep_pandas_out
 from ..conversion import ConversionError
 from ..embedded import EmbeddedServerError, ServerConfig, connect_or_embed
 from ..importer import BagImportError, ImportSummary, import_bags
@@ -472,6 +473,7 @@ def _import(client, bags, args, topic_filter, metadata, console, stop: StopSigna
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_pandas_out()
     from rich.console import Console
 
     args = build_parser().parse_args(argv)

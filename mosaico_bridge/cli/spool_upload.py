@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from .. import __version__
 from ..client import MosaicoClient, MosaicoError, SessionLevelErrorPolicy
+from ..common.imports import keep_pandas_out
 from ..embedded import ServerConfig, connect_or_embed
 from ..protocol import auth, names
 from ..protocol.descriptors import TIMESTAMP_FIELD
@@ -235,6 +236,7 @@ def _existing(client: MosaicoClient, t: SpooledTopic) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_pandas_out()
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     spool = Path(args.spool)

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     import datafusion
@@ -231,7 +230,7 @@ def write_parquet_chunk(
     if table.num_rows > 1:
         ts = table.column(TIMESTAMP).to_numpy()
         if np.any(ts[1:] < ts[:-1]):
-            table = table.take(pc.sort_indices(table, sort_keys=[(TIMESTAMP, "ascending")]))
+            table = table.sort_by([(TIMESTAMP, "ascending")])
     original = table.schema
     relaxed = pa.schema(
         [pa.field(f.name, _relaxed(f.type), True, f.metadata) for f in original],
