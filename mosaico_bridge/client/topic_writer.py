@@ -202,7 +202,7 @@ class TopicWriter:
         self.latency = LatencyHistogram()
         self._spool = spool
         self._converter = converter
-        self._estimate = getattr(converter, "estimate_row_bytes", None)
+        self._estimate = getattr(converter, "estimate_bytes", None)
         self._conn = connection
         self._processing = processing
         self._budget = budget
@@ -283,7 +283,7 @@ class TopicWriter:
         if receive_time_ns is None:
             receive_time_ns = time.monotonic_ns()
         self._buffer((timestamp_ns,), (message,), (receive_time_ns,),
-                     self._estimate(size) if self._estimate else size + 64, size)
+                     self._estimate(1, size) if self._estimate else size + 64, size)
         return True
 
     def push_many(self, timestamps_ns: Sequence[int], messages: Sequence[Any]) -> int:
@@ -301,12 +301,10 @@ class TopicWriter:
         self._check_pushable("push_many")
         if not n:
             return 0
-        sizes = [len(m) for m in messages]
-        charge = sum(sizes)
-        estimate = self._estimate
+        charge = sum(map(len, messages))
         self._budget.acquire(charge)
         self._buffer(timestamps_ns, messages, [time.monotonic_ns()] * n,
-                     sum(map(estimate, sizes)) if estimate else charge + 64 * n, charge)
+                     self._estimate(n, charge) if self._estimate else charge + 64 * n, charge)
         return charge
 
     def _check_pushable(self, method: str) -> None:

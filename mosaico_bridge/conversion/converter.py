@@ -433,6 +433,11 @@ class TopicConverter:
         """
         return self._fixed_row_bytes + max(0, int(raw_size))
 
+    def estimate_bytes(self, rows: int, raw_bytes: int) -> int:
+        """:meth:`estimate_row_bytes` summed over ``rows`` rows whose serialized messages
+        total ``raw_bytes`` bytes (one call for a group of messages)."""
+        return self._fixed_row_bytes * int(rows) + max(0, int(raw_bytes))
+
 
 def _walk_types(typestore: Any, msgtype: str, seen: set[Any], top: str) -> None:
     """Collect ``msgtype`` and every nested message type it uses."""
