@@ -21,10 +21,13 @@ says how both are made). Figures: messages/s, MB/s of serialized message data (1
 (``ru_maxrss`` of a forked child would include this process). For the importers also the
 bytes the server's TCP connections received (``bytes_received`` of ``ss -tin``, polled
 every 0.1 s: the bytes on the wire) and the growth of the store root (apparent size of its
-files). A peak RSS of '-' means the child exited before the first poll.
+files). ``bag_import`` sends to the bench's server process over Flight (as ``ros_injector``
+does); ``bag_import_embedded`` is the user's default, the embedded server in bag_import's own
+process (in-process data path, no wire; its RSS includes the server). A peak RSS of '-'
+means the child exited before the first poll.
 
     .venv/bin/python bench/bench_import.py [--rounds 1] [--seconds 20 | --double]
-        [--sets shared,imu_odom,large] [--modes copy,read,decode,bag_import,ros_injector]
+        [--sets shared,imu_odom,large] [--modes copy,read,decode,bag_import,bag_import_embedded,ros_injector]
         [--workdir DIR] [--keep]
 
 Generated bags go to ``--workdir`` (default: a temporary directory on /dev/shm when it has
@@ -52,7 +55,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-MODES = ("copy", "read", "decode", "bag_import", "ros_injector")
+MODES = ("copy", "read", "decode", "bag_import", "bag_import_embedded", "ros_injector")
 LARGE_BYTES_PER_S = 197e6  # make_bags.write_large_bag, serialized bytes per second of recording
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -314,6 +317,14 @@ def measure(bag: Bag, mode: str, tag: str, server: Server, workdir: Path, env: d
             bag.messages, bag.serialized = (int(x) for x in run.stdout.split()[-2:])
         return run
     seq = f"{mode}_{tag}"
+    if mode == "bag_import_embedded":  # the user's default: no host, the server in the same process
+        root = workdir / f"embedded_{tag}"
+        run = run_child([sys.executable, "-m", "mosaico_bridge.cli.bag_import", str(bag.path), "--sequence", seq,
+                         "--root", str(root), "--no-progress"], env=env, rss_limit_mib=args.rss_limit_mib,
+                        timeout=args.timeout)
+        run.store_bytes = tree_bytes(root)
+        shutil.rmtree(root, ignore_errors=True)
+        return run
     if mode == "bag_import":
         cmd = [sys.executable, "-m", "mosaico_bridge.cli.bag_import", str(bag.path), "--sequence", seq,
                "--host", "127.0.0.1", "--port", str(server.port), "--no-progress"]
@@ -332,11 +343,11 @@ def measure(bag: Bag, mode: str, tag: str, server: Server, workdir: Path, env: d
 def fmt_run(bag: Bag, mode: str, runs: list[Run], ratio: float | None) -> str:
     ok = [r for r in runs if not r.error]
     if not ok:
-        return f"  {mode:<13}failed: {runs[0].error}"
+        return f"  {mode:<20}failed: {runs[0].error}"
     wall = statistics.median(r.wall for r in ok)
     cpu = statistics.median(r.cpu for r in ok)
     rss = max(r.rss_mib for r in ok)
-    line = (f"  {mode:<13}{wall:>9.2f}{bag.messages / wall:>12,.0f}{bag.serialized / wall / 1e6:>9.1f}"
+    line = (f"  {mode:<20}{wall:>9.2f}{bag.messages / wall:>12,.0f}{bag.serialized / wall / 1e6:>9.1f}"
             f"{cpu:>8.2f}{(f'{rss:.0f}' if rss else '-'):>9}")
     line += f"{ratio:>10.2f}x" if ratio else f"{'':>11}"
     if ok[0].store_bytes is not None:
@@ -353,7 +364,7 @@ def median_wall(bag: Bag, mode: str) -> float | None:
 def report(bags: list[Bag], modes: list[str], rounds: int) -> None:
     print(f"\n{rounds} round(s), {os.cpu_count()} CPUs; medians of wall/CPU, max of peak RSS; "
           "'x bag_import' = this mode's wall / bag_import's wall (>1: bag_import is faster)")
-    print(f"  {'mode':<13}{'wall s':>9}{'msg/s':>12}{'MB/s':>9}{'CPU s':>8}{'RSS MiB':>9}"
+    print(f"  {'mode':<20}{'wall s':>9}{'msg/s':>12}{'MB/s':>9}{'CPU s':>8}{'RSS MiB':>9}"
           f"{'x bag_imp':>11}{'wire MB':>10}{'store MB':>10}")
     for bag in bags:
         print(f"{bag.name}: {bag.messages:,} msgs, {bag.serialized / 1e6:,.1f} MB serialized"
@@ -379,26 +390,30 @@ def report(bags: list[Bag], modes: list[str], rounds: int) -> None:
     imu = next((b for n, b in by_name.items() if n.startswith("imu_odom_")), None)
     large = next((b for n, b in by_name.items() if n.startswith("large_")), None)
 
-    def ratio(bag: Bag | None, other: str) -> str:
+    def ratio(bag: Bag | None, other: str, ours_mode: str = "bag_import") -> str:
         if bag is None:
             return "n/a"
-        ours, w = median_wall(bag, "bag_import"), median_wall(bag, other)
+        ours, w = median_wall(bag, ours_mode), median_wall(bag, other)
         return f"{w / ours:.2f}x" if ours and w else "n/a"
 
     print(f"  bag_import ÷ rosbags decode-only, {imu.name if imu else 'imu_odom'}: {ratio(imu, 'decode')}"
+          f" (embedded server: {ratio(imu, 'decode', 'bag_import_embedded')})"
           "   (before: 0.38x; target >= 1.0x, aim 2x)")
     print(f"  bag_import ÷ ros_injector, {imu.name if imu else 'imu_odom'}: {ratio(imu, 'ros_injector')}"
           f"; husky bag: {ratio(by_name.get('ros1_husky_imu_odom_gps'), 'ros_injector')}   (before: 14x; target >= 30x)")
-    if large is not None and median_wall(large, "bag_import"):
-        ok = [r for r in large.runs["bag_import"] if not r.error]
-        wall = median_wall(large, "bag_import") or 0
-        print(f"  bag_import peak RSS, {large.name}: {max(r.rss_mib for r in ok):.0f} MiB"
+    for ours_mode in ("bag_import", "bag_import_embedded"):
+        if large is None or not median_wall(large, ours_mode):
+            continue
+        ok = [r for r in large.runs[ours_mode] if not r.error]
+        wall = median_wall(large, ours_mode) or 0
+        print(f"  {ours_mode} peak RSS, {large.name}: {max(r.rss_mib for r in ok):.0f} MiB"
               "   (before: 772-2,015 MiB; target <= 300 MiB)")
-        print(f"  bag_import throughput, {large.name}: {large.serialized / wall / 1e6:.0f} MB/s"
+        print(f"  {ours_mode} throughput, {large.name}: {large.serialized / wall / 1e6:.0f} MB/s"
               "   (before: 174-200 MB/s; target >= 300 MB/s)")
         r = ok[0]
-        print(f"  bag_import on {large.name}: {large.serialized / 1e6:,.0f} MB serialized -> "
-              f"{(r.wire_bytes or 0) / 1e6:,.0f} MB received by the server's TCP connections (wire), "
+        wire = (f"{(r.wire_bytes or 0) / 1e6:,.0f} MB received by the server's TCP connections (wire)"
+                if ours_mode == "bag_import" else "no wire (in-process)")
+        print(f"  {ours_mode} on {large.name}: {large.serialized / 1e6:,.0f} MB serialized -> {wire}, "
               f"store root +{(r.store_bytes or 0) / 1e6:,.0f} MB")
 
 
@@ -461,6 +476,8 @@ def main() -> int:
                     bag.runs.setdefault(mode, []).append(run)
                     status = run.error or f"{run.wall:.2f} s, {run.rss_mib:.0f} MiB"
                     print(f"{bag.name} round {r} {mode}: {status}", file=sys.stderr)
+            if not bag.messages:  # neither read nor decode ran: count the messages (untimed)
+                measure(bag, "read", f"{i}_count", server, workdir, env, args)
         report(bags, modes, args.rounds)
     finally:
         if server is not None:
