@@ -50,6 +50,9 @@ def write_options(compression: str) -> pa.ipc.IpcWriteOptions:
     return pa.ipc.IpcWriteOptions(compression=None if compression == "none" else compression)
 
 
+#: Bytes a chunk file buffers before a write() (flushed after every batch anyway).
+WRITE_BUFFER_BYTES = 256 * 1024
+
 #: A chunk is compressed only if its largest buffer's sample shrinks by at least this fraction.
 MIN_SAVINGS = 0.1
 #: Bytes of the largest buffer compressed to decide.
@@ -149,8 +152,11 @@ class ChunkWriter:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATA_MODE))
         os.chmod(path, DATA_MODE)
         # a native Arrow file: buffers go to the OS without the GIL or a copy into Python
-        # bytes (a Python file object made 6 MB batches about 4x slower to store)
-        self._file = pa.OSFile(str(path), "wb")
+        # bytes (a Python file object made 6 MB batches about 4x slower to store), through
+        # a buffer so that a batch of many small buffers is one write() (a 20-row TF batch,
+        # 72 buffers: 28 -> 9 us); buffers of WRITE_BUFFER_BYTES or more are written directly
+        self._os_file = pa.OSFile(str(path), "wb")
+        self._file = pa.BufferedOutputStream(self._os_file, WRITE_BUFFER_BYTES)
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
 
     def _start(self, first: pa.RecordBatch | None) -> pa.ipc.RecordBatchStreamWriter:
@@ -177,10 +183,10 @@ class ChunkWriter:
         try:
             (self._writer or self._start(None)).close()
             self._file.flush()
-            os.fsync(self._file.fileno())
+            os.fsync(self._os_file.fileno())
             return self._file.tell()
         finally:
-            self._file.close()
+            self._file.close()  # closes the OS file too
 
 
 def iter_chunk_batches(path: Path, quiet: bool = False) -> Iterator[pa.RecordBatch]:
