@@ -25,6 +25,11 @@ its RSS and CPU are then part of the bridge's), and a server process started on 
 root after the bridge exits counts what was stored. All are this checkout's server, which
 acknowledges every stored batch with a PutAck, so the latency is receive → acknowledged.
 All run from this checkout, not from an installed copy.
+
+At the end (unless ``--no-store-floor``) 4 GiB of plain 6 MiB writes into the root's
+filesystem give the storage's own MB/s per 512 MiB written, in the same run: a recording
+cannot be stored faster than that. On a VM, tmpfs pages touched for the first time can be
+much slower than reused ones.
 """
 
 from __future__ import annotations
@@ -201,6 +206,26 @@ def start_server(cmd: list[str], root: Path, port: int) -> subprocess.Popen:
                 raise RuntimeError(f"server on {root} did not start") from None
 
 
+def store_floor(directory: Path, total_bytes: int = 4 << 30, block: int = 6 << 20, step: int = 512 << 20) -> list[float]:
+    """MB/s of plain 6 MiB writes into a new file in ``directory`` (the store's filesystem),
+    per ``step`` bytes written: what the storage gives any writer, measured in the same run."""
+    buf = os.urandom(block)
+    rates, path = [], directory / "store_floor.bin"
+    try:
+        with open(path, "wb", buffering=0) as f:
+            written, t0 = 0, time.perf_counter()
+            while written < total_bytes:
+                f.write(buf)
+                written += block
+                if written % step < block:
+                    now = time.perf_counter()
+                    rates.append(step / (now - t0) / 1e6)
+                    t0 = now
+    finally:
+        path.unlink(missing_ok=True)
+    return rates
+
+
 def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, profile: bool, params=()):
     """One bridge process recording ``procs``' load; ``target`` its server parameters."""
     topics = topics_of(procs)
@@ -246,6 +271,8 @@ def main() -> int:
                     help="extra bridge parameter (repeatable), e.g. workers:=1")
     ap.add_argument("--profile", action="store_true", help="py-spy record the bridge (raw, --threads) per scenario")
     ap.add_argument("--keep", action="store_true", help="keep the logs and profiles (printed path)")
+    ap.add_argument("--no-store-floor", action="store_true",
+                    help="skip the closing measurement of plain 6 MiB writes into the store's filesystem")
     args = ap.parse_args()
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID") or str(random.randint(1, 101)))
@@ -288,6 +315,7 @@ def main() -> int:
             pub, counters, cpu, rss, budget_peak = res
             results.append((name, pub_b, bare, (pub, counters, stored, cpu, rss, budget_peak), sdk_check, server_cpu))
             print(f"done {name}", file=sys.stderr, flush=True)
+        floor = [] if args.no_store_floor else store_floor(root)
     finally:
         if server is not None:
             server.terminate()
@@ -299,6 +327,9 @@ def main() -> int:
     print(f"{args.seconds:g} s per run, {os.cpu_count()} CPUs, server {args.server}, compression {args.compression}, "
           f"bridge parameters {args.param or 'default'}; "
           "bare = bare rclpy subscriber (raw, reliable, KEEP_ALL, EventsExecutor), run alone before the bridge")
+    if floor:
+        print(f"store floor: plain 6 MiB writes into {root.parent}, MB/s per 512 MiB written: "
+              + ", ".join(f"{r:,.0f}" for r in floor) + " (2x1080p@30 rgb8 is 373 MB/s)")
     for name, pub_b, bare, (pub, c, stored, cpu, rss, budget_peak), sdk_check, server_cpu in results:
         lat50 = max((v["latency_ns_p50"] for v in c.values()), default=0) / 1e6
         lat99 = max((v["latency_ns_p99"] for v in c.values()), default=0) / 1e6

@@ -289,6 +289,40 @@ def test_a_buffer_of_send_at_bytes_goes_without_waiting_for_its_age(client):
     assert client.topic_handler("eager", "/small").read().column("data").to_pylist() == ["waits"]
 
 
+def test_a_topic_waiting_for_a_conversion_thread_grows_its_next_batch_instead_of_queueing_more(server):
+    """While a topic's batch waits for a conversion thread (the pool is busy), messages
+    that come due by age are not cut into more batches; once it starts they go as one."""
+    import time
+
+    from conftest import wait_until
+
+    age = 0.02
+    with MosaicoClient.connect("127.0.0.1", server.port, workers=1) as c:
+        busy = threading.Event()
+        blocker = c._transport.processing.submit(busy.wait, 60)  # the only conversion thread is taken
+        try:
+            with c.sequence_create("coalesced", {}, max_batch_age_s=age) as seq:
+                w = seq.topic_create("/c", {}, make_converter("std_msgs/msg/String", TS))
+                w.push(1, string_cdr("m0"))
+                wait_until(lambda: w._queued_conversions == 1, timeout=10, what="the first batch queued")
+                queued = []
+                for i in range(1, 6):
+                    w.push(1 + i, string_cdr(f"m{i}"))
+                    pushed = time.monotonic()
+                    # the message is due by age well before this wait ends
+                    wait_until(lambda p=pushed: time.monotonic() - p > 5 * age, timeout=10, what="age passed")
+                    queued.append(w._queued_conversions)
+                assert queued == [1] * 5  # without coalescing: 2, 3, 4, 5, 6
+                busy.set()
+                blocker.result(timeout=10)
+            snap = w.snapshot()  # the end of the stream acknowledged everything
+            assert (snap["written"], snap["batches"]) == (6, 2)
+        finally:
+            busy.set()
+    with MosaicoClient.connect("127.0.0.1", server.port) as c:
+        assert c.topic_handler("coalesced", "/c").read().column("data").to_pylist() == [f"m{i}" for i in range(6)]
+
+
 def test_push_many_stores_what_push_would_in_order(client):
     """push_many of groups, mixed with single pushes, stores every message in order; the
     budget is back to 0 after the end of the stream; mismatched lengths are refused."""
