@@ -335,9 +335,11 @@ def main() -> int:
         lat99 = max((v["latency_ns_p99"] for v in c.values()), default=0) / 1e6
         tot_bare = sum(bare.values())
         tot_stored = sum(stored.values())
+        server_note = (f"server CPU {server_cpu:.1f} s" if server_cpu == server_cpu  # NaN: embedded
+                       else "server in the bridge process")
         print(f"\n== {name}: stored/bare {tot_stored / tot_bare if tot_bare else float('nan'):.2f} "
               f"(stored {tot_stored}, bare {tot_bare}); bridge peak RSS {rss:.0f} MiB (budget peak {budget_peak:.0f} MiB), CPU {cpu:.1f} s "
-              f"(server CPU {server_cpu:.1f} s); "
+              f"({server_note}); "
               f"receive->ack latency p50 {lat50:.0f} ms, p99 {lat99:.0f} ms (worst topic)")
         if sdk_check:
             print(f"   SDK read-back of {sdk_check[0]}: {sdk_check[1]} rows (server says {sdk_check[2]})")
