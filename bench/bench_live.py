@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import re
@@ -335,7 +336,7 @@ def main() -> int:
         lat99 = max((v["latency_ns_p99"] for v in c.values()), default=0) / 1e6
         tot_bare = sum(bare.values())
         tot_stored = sum(stored.values())
-        server_note = (f"server CPU {server_cpu:.1f} s" if server_cpu == server_cpu  # NaN: embedded
+        server_note = (f"server CPU {server_cpu:.1f} s" if not math.isnan(server_cpu)
                        else "server in the bridge process")
         print(f"\n== {name}: stored/bare {tot_stored / tot_bare if tot_bare else float('nan'):.2f} "
               f"(stored {tot_stored}, bare {tot_bare}); bridge peak RSS {rss:.0f} MiB (budget peak {budget_peak:.0f} MiB), CPU {cpu:.1f} s "
