@@ -9,8 +9,8 @@ of the stream so far. Only the batch being written is held.
 
 from __future__ import annotations
 
-import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -21,8 +21,6 @@ from mosaico_bridge.protocol.errors import ErrorKind, InvalidArgumentError
 from mosaico_bridge.server.access import flight_error
 from mosaico_bridge.server.boundary import _translated
 from mosaico_bridge.server.store import MosaicoStore
-
-logger = logging.getLogger("mosaico_bridge.server")
 
 
 class PutStream:
@@ -118,7 +116,7 @@ class LocalPutStream:
 
     def __init__(self, stream: PutStream) -> None:
         self._stream = stream
-        self._acks: list[bytes | None] = []
+        self._acks: deque[bytes] = deque()
         self._cond = threading.Condition()
         self._ended = False
 
@@ -151,7 +149,7 @@ class LocalPutStream:
                 if self._ended:
                     return None
                 self._cond.wait()
-            return self._acks.pop(0)
+            return self._acks.popleft()
 
     def _end(self, complete: bool) -> None:
         try:
