@@ -431,7 +431,7 @@ class TopicConverter:
         serialized size as an upper bound for strings, arrays and binary payloads.
         Meant for sizing batches, not for exact accounting.
         """
-        return self._fixed_row_bytes + max(0, int(raw_size))
+        return self.estimate_bytes(1, raw_size)
 
     def estimate_bytes(self, rows: int, raw_bytes: int) -> int:
         """:meth:`estimate_row_bytes` summed over ``rows`` rows whose serialized messages

@@ -272,11 +272,8 @@ def sorted_chunk(path: Path, quiet: bool = False) -> Iterator[pa.RecordBatch]:
     batches = list(iter_chunk_batches(path, quiet=quiet))
     if not batches:
         return
-    import pyarrow.compute as pc
-
-    table = pa.Table.from_batches(batches)
-    order = pc.sort_indices(table, sort_keys=[(TIMESTAMP, "ascending")])
-    yield from table.take(order).combine_chunks().to_batches()
+    table = pa.Table.from_batches(batches).sort_by([(TIMESTAMP, "ascending")])  # stable
+    yield from table.combine_chunks().to_batches()
 
 
 def merge_sorted(sources: Iterable[Iterator[pa.RecordBatch]], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
