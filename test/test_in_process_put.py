@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pyarrow as pa
 import pytest
-from rosbags.typesys import Stores, get_typestore
+from test_client import TS, string_cdr
 
 from mosaico_bridge.client import MosaicoClient
 from mosaico_bridge.client.errors import translate
@@ -24,12 +24,6 @@ from mosaico_bridge.protocol.errors import (
     PermissionDeniedError,
 )
 from mosaico_bridge.server import MosaicoServer
-
-TS = get_typestore(Stores.ROS2_KILTED)
-
-
-def string_cdr(text: str) -> bytes:
-    return bytes(TS.serialize_cdr(TS.types["std_msgs/msg/String"](data=text), "std_msgs/msg/String"))
 
 
 def image_cdr(frame: int, height: int = 480, width: int = 640) -> tuple[bytes, bytes]:
