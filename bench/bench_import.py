@@ -317,17 +317,17 @@ def measure(bag: Bag, mode: str, tag: str, server: Server, workdir: Path, env: d
             bag.messages, bag.serialized = (int(x) for x in run.stdout.split()[-2:])
         return run
     seq = f"{mode}_{tag}"
+    bag_import = [sys.executable, "-m", "mosaico_bridge.cli.bag_import", str(bag.path), "--sequence", seq,
+                  "--no-progress"]
     if mode == "bag_import_embedded":  # the user's default: no host, the server in the same process
         root = workdir / f"embedded_{tag}"
-        run = run_child([sys.executable, "-m", "mosaico_bridge.cli.bag_import", str(bag.path), "--sequence", seq,
-                         "--root", str(root), "--no-progress"], env=env, rss_limit_mib=args.rss_limit_mib,
+        run = run_child([*bag_import, "--root", str(root)], env=env, rss_limit_mib=args.rss_limit_mib,
                         timeout=args.timeout)
         run.store_bytes = tree_bytes(root)
         shutil.rmtree(root, ignore_errors=True)
         return run
     if mode == "bag_import":
-        cmd = [sys.executable, "-m", "mosaico_bridge.cli.bag_import", str(bag.path), "--sequence", seq,
-               "--host", "127.0.0.1", "--port", str(server.port), "--no-progress"]
+        cmd = [*bag_import, "--host", "127.0.0.1", "--port", str(server.port)]
     else:
         cmd = [str(BIN / "mosaicolabs.ros_injector"), str(sdk_bag_path(bag.path)), "--name", seq, "--host", "127.0.0.1",
                "--port", str(server.port), "--log", "ERROR"]

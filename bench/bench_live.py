@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import re
@@ -297,7 +296,7 @@ def main() -> int:
             server_cpu0 = proc_cpu_rss(server.pid)[0] if server else 0.0
             res = bridge_run(name, procs, args.seconds, env, target, driver, root, args.compression, args.profile,
                              args.param)
-            server_cpu = proc_cpu_rss(server.pid)[0] - server_cpu0 if server else float("nan")
+            server_cpu = proc_cpu_rss(server.pid)[0] - server_cpu0 if server else None  # None: embedded
             reader = start_server(cmd, store, port) if embedded else server
             try:
                 stored = stored_rows(port, f"bench_{name}", topics_of(procs))
@@ -336,8 +335,7 @@ def main() -> int:
         lat99 = max((v["latency_ns_p99"] for v in c.values()), default=0) / 1e6
         tot_bare = sum(bare.values())
         tot_stored = sum(stored.values())
-        server_note = (f"server CPU {server_cpu:.1f} s" if not math.isnan(server_cpu)
-                       else "server in the bridge process")
+        server_note = f"server CPU {server_cpu:.1f} s" if server_cpu is not None else "server in the bridge process"
         print(f"\n== {name}: stored/bare {tot_stored / tot_bare if tot_bare else float('nan'):.2f} "
               f"(stored {tot_stored}, bare {tot_bare}); bridge peak RSS {rss:.0f} MiB (budget peak {budget_peak:.0f} MiB), CPU {cpu:.1f} s "
               f"({server_note}); "
