@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, shared_bag
@@ -87,3 +88,27 @@ def test_bag_import_of_a_bag_with_definitions_loads_no_typestore(tmp_path):
         "print(json.dumps({'rc': rc, 'stores': sorted(m for m in sys.modules if m.startswith('rosbags.typesys.stores.ros'))}))\n"
     )
     assert out == {"rc": 0, "stores": []}
+
+
+def test_mosaico_server_process_takes_puts_and_queries_without_pandas(tmp_path):
+    """A fresh ``mosaico_server`` imported pandas at the first record batch a client sent
+    (~0.25 s in which every DoPut stream waited); the process never maps pandas now."""
+    from mosaicolabs import MosaicoClient as SdkClient
+    from test_server import check_read_back, write_run
+    from test_server_reliability import ServerProcess
+
+    from mosaico_bridge.client import MosaicoClient
+    from mosaico_bridge.client.query import QuerySequence
+
+    server = ServerProcess(tmp_path / "store")
+    try:
+        with SdkClient.connect("127.0.0.1", server.port, timeout=10) as sdk:
+            expected = write_run(sdk, "nopandas_put")
+            check_read_back(sdk, "nopandas_put", expected)
+        with MosaicoClient.connect("127.0.0.1", server.port) as ours:
+            found = ours.query(QuerySequence().with_user_metadata("driver", eq="ada"))
+            assert found is not None and [s.sequence.name for s in found] == ["nopandas_put"]
+        maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+        assert server.alive() and "/pandas/" not in maps
+    finally:
+        server.stop()

@@ -28,6 +28,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from ..common.imports import keep_pandas_out
+
 PROG = "mosaico_server"
 
 #: Seconds to wait for running calls (for example an idle open DoPut) after a stop signal.
@@ -153,6 +155,9 @@ def _bootstrap_key(root: str, log: logging.Logger) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mosaico_server``; returns the exit status."""
+    # pyarrow would import pandas at the first record batch a client sends (~0.25 s on a
+    # small machine, which every client of a fresh server waited for)
+    keep_pandas_out()
     parser = build_parser()
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
