@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 import pyarrow as pa
 from pyarrow import flight
 
+from ..common.threads import name_os_thread
 from ..protocol.descriptors import doput_descriptor
 from .errors import translate
 from .security import SecurityConfig
@@ -51,7 +52,8 @@ class DataConnection:
         self.index = index
         self.client = client
         self._in_process = in_process
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mosaico-data-{index}")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mosaico-data-{index}",
+                                          initializer=name_os_thread)
 
     def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
         """Run ``fn(*args)`` on this connection's writer thread, after everything submitted before."""

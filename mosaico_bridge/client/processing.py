@@ -13,6 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from ..common.threads import name_os_thread
+
 T = TypeVar("T")
 
 
@@ -33,7 +35,8 @@ class ExecutorPool:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mosaico-convert")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mosaico-convert",
+                                        initializer=name_os_thread)
 
     def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
         return self._pool.submit(fn, *args)

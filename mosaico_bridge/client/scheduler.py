@@ -15,6 +15,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from ..common.threads import name_os_thread
+
 if TYPE_CHECKING:
     from .topic_writer import TopicWriter
 
@@ -56,6 +58,7 @@ class BatchScheduler:
             self._thread.join(30)
 
     def _run(self) -> None:
+        name_os_thread()
         while not self._stop:
             self._wake.clear()
             now = time.monotonic_ns()

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 from pyarrow import flight
 
+from ..common.threads import name_os_thread
 from ..conversion.common import ConversionError
 from ..protocol.descriptors import PutAck
 from ..protocol.errors import InvalidArgumentError, MalformedMessageError, MosaicoError
@@ -647,6 +648,7 @@ class TopicWriter:
 
     def _read_acks(self) -> None:
         """Ack reader thread: PutAck metadata of the DoPut stream until the server ends it."""
+        name_os_thread()
         try:
             while True:
                 buf = self._reader.read()
