@@ -6,7 +6,8 @@ reliable, KEEP_ALL) that only counts messages.
 
 ``--events`` spins rclpy's EventsExecutor (what the bridge uses) instead of spin_once.
 Prints {"ready": true, "rss_kib": VmRSS} once subscribed, runs until SIGINT/SIGTERM, then
-prints {"received": {topic: n}, "rss_kib": VmRSS at ready, "hwm_kib": VmHWM}. What its peak
+prints {"received": {topic: n}, "rss_kib": VmRSS at ready, "hwm_kib": VmHWM, "cpu_s": CPU seconds
+(user + system) since ready}. What its peak
 RSS grows by is what the rmw layer itself holds for the load (samples received and not yet
 taken, fragments of large samples being reassembled), which any subscriber pays; the memory
 budget test of test/test_bridge_node.py measures the bridge against it.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -49,6 +51,7 @@ def main() -> int:
             counts[t] += 1
         node.create_subscription(message_class(msgtype), t, cb, qos, raw=True)
     base = _vm_kib("VmRSS")
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"ready": True, "rss_kib": base}), flush=True)
     if events:
         from rclpy.experimental import EventsExecutor
@@ -60,7 +63,9 @@ def main() -> int:
     else:
         while not stop:
             rclpy.spin_once(node, timeout_sec=0.1)
-    print(json.dumps({"received": counts, "rss_kib": base, "hwm_kib": _vm_kib("VmHWM")}), flush=True)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
+    print(json.dumps({"received": counts, "rss_kib": base, "hwm_kib": _vm_kib("VmHWM"), "cpu_s": cpu}), flush=True)
     return 0
 
 

@@ -13,7 +13,13 @@ EventsExecutor, the QoS the bridge takes), then into the bridge alone, recording
 server process whose root is on /dev/shm. Per topic: published, bare received, stored (rows
 the server holds, from its FlightInfo; the SDK cross-checks one small topic), dropped
 (the bridge's counter), ratio stored / bare. Per scenario: bridge peak RSS (VmHWM), CPU
-seconds, receive → acknowledged latency p50 / p99 (the node's counters).
+seconds, receive → acknowledged latency p50 / p99 (the node's counters); and where the
+machine's CPU went while the load was published: the share of all CPUs busy (/proc/stat),
+the publishers' and the bare subscriber's CPU seconds, the bridge's and the server process's
+CPU by thread name (rclpy's Python threads all show as ``python``; Fast DDS's as ``dds.*``,
+gRPC's as ``event_engine`` / ``grpcpp_sync_ser``). On a small machine the bridge competes
+with the load's own publishers for CPU, and Fast DDS loses large reliable samples to a
+subscriber whose receive threads wait for a core (bench/bench_contention.py measures that).
 
     .venv/bin/python bench/bench_live.py [--seconds 10] [--only 2cam_imu,4cam] \
         [--server acks|mosaico_server|embedded] [--compression none|lz4|zstd]
@@ -87,7 +93,42 @@ def proc_cpu_rss(pid: int) -> tuple[float, float]:
     return cpu, int(hwm.group(1)) / 1024 if hwm else 0.0
 
 
-def run_publishers(procs: list[list[tuple[str, str, float]]], seconds: float, env: dict) -> dict[str, int]:
+def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
+    """{thread name: (user s, system s)} summed over a live process's threads of that name
+    (digits folded, so the four ``mosaico-data-N_0`` threads are one line)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, tuple[float, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        name = re.sub(r"\d+", "N", text[text.index("(") + 1:text.rindex(")")])
+        fields = text.rsplit(")", 1)[1].split()
+        u, k = out.get(name, (0.0, 0.0))
+        out[name] = (u + int(fields[11]) / tick, k + int(fields[12]) / tick)
+    return out
+
+
+def top_threads(cpu: dict[str, tuple[float, float]], n: int = 6) -> str:
+    rows = sorted(cpu.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:n]
+    return ", ".join(f"{name} {u + k:.1f} s (sys {k:.1f})" for name, (u, k) in rows)
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat (idle + iowait count as idle)."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return sum(vals) - idle, sum(vals)
+
+
+def busy_share(t0: tuple[int, int], t1: tuple[int, int]) -> float:
+    """Share of all CPUs busy between two machine_ticks() samples (1.0 = every core busy)."""
+    return (t1[0] - t0[0]) / max(1, t1[1] - t0[1])
+
+
+def run_publishers(procs: list[list[tuple[str, str, float]]], seconds: float, env: dict) -> tuple[dict[str, int], float]:
+    """({topic: published}, CPU seconds of all publisher processes while publishing)."""
     running = []
     for pubs in procs:
         args = [PY, str(HERE / "live_load.py"), "--seconds", str(seconds)]
@@ -95,26 +136,35 @@ def run_publishers(procs: list[list[tuple[str, str, float]]], seconds: float, en
             args += ["--pub", f"{kind}:{topic}:{hz:g}"]
         running.append(subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env))
     out: dict[str, int] = {}
+    cpu = 0.0
     for p in running:
         text, _ = p.communicate(timeout=seconds + 90)
-        out.update(json.loads(text.strip().splitlines()[-1])["published"])
-    return out
+        last = json.loads(text.strip().splitlines()[-1])
+        out.update(last["published"])
+        cpu += last["cpu_s"]
+    return out, cpu
 
 
 def topics_of(procs) -> dict[str, str]:
     return {topic: MSGTYPES[kind] for pubs in procs for kind, topic, _hz in pubs}
 
 
-def baseline(procs, seconds: float, env: dict) -> tuple[dict[str, int], dict[str, int]]:
+def baseline(procs, seconds: float, env: dict) -> tuple[dict[str, int], dict[str, int], dict]:
+    """(published, bare received, {"busy": machine busy share, "pub_cpu": publishers' CPU s,
+    "cpu": the bare subscriber's CPU s, "hwm_mib": its peak RSS})."""
     args = [f"{t}={m}" for t, m in topics_of(procs).items()]
     sub = subprocess.Popen([PY, str(HERE / "bare_sub.py"), "--events", *args], stdout=subprocess.PIPE, text=True,
                            env=env)
     assert json.loads(sub.stdout.readline())["ready"]
-    published = run_publishers(procs, seconds, env)
+    t0 = machine_ticks()
+    published, pub_cpu = run_publishers(procs, seconds, env)
+    busy = busy_share(t0, machine_ticks())
     time.sleep(1.0)  # let the last samples arrive (a baseline, not a test)
     sub.send_signal(signal.SIGTERM)
     out, _ = sub.communicate(timeout=60)
-    return published, json.loads(out.strip().splitlines()[-1])["received"]
+    last = json.loads(out.strip().splitlines()[-1])
+    return published, last["received"], {"busy": busy, "pub_cpu": pub_cpu, "cpu": last["cpu_s"],
+                                          "hwm_mib": last["hwm_kib"] / 1024}
 
 
 class Driver:
@@ -226,7 +276,8 @@ def store_floor(directory: Path, total_bytes: int = 4 << 30, block: int = 6 << 2
     return rates
 
 
-def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, profile: bool, params=()):
+def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, profile: bool, params=(),
+               profile_args=(), perf_record: bool = False):
     """One bridge process recording ``procs``' load; ``target`` its server parameters."""
     topics = topics_of(procs)
     log_path = logdir / f"bridge_{name}.log"
@@ -243,22 +294,31 @@ def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, p
         assert driver.transition("configure") and driver.transition("activate"), "bridge did not activate"
         if profile:
             spy = subprocess.Popen([str(Path(PY).parent / "py-spy"), "record", "--pid", str(bridge.pid), "--format",
-                                    "raw", "--threads", "--nonblocking", "-o", str(logdir / f"profile_{name}.txt")],
+                                    "raw", "--threads", "--idle", "--nonblocking", *profile_args, "-o", str(logdir / f"profile_{name}.txt")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        published = run_publishers(procs, seconds, env)
+        t0 = machine_ticks()
+        perf = (subprocess.Popen(["perf", "record", "-a", "-g", "-F", "499", "-o", str(logdir / f"perf_{name}.data")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                if perf_record else None)
+        published, pub_cpu = run_publishers(procs, seconds, env)
+        busy = busy_share(t0, machine_ticks())
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=60)
         driver.settle()
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         assert driver.transition("deactivate")
         cpu, rss = proc_cpu_rss(bridge.pid)
+        threads = thread_cpu(bridge.pid)
     finally:
         bridge.send_signal(signal.SIGINT)
         bridge.wait(timeout=120)
         log.close()
     counters = [json.loads(m) for m in re.findall(r"counters (\{.*\})", log_path.read_text())][-1]
     peaks = re.findall(r"max_inflight_bytes \d+: \d+ bytes in flight, peak (\d+)", log_path.read_text())
-    return published, counters, cpu, rss, int(peaks[-1]) / 2**20 if peaks else float("nan")
+    return published, counters, cpu, rss, int(peaks[-1]) / 2**20 if peaks else float("nan"), (busy, pub_cpu), threads
 
 
 def main() -> int:
@@ -269,11 +329,17 @@ def main() -> int:
     ap.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none")
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                     help="extra bridge parameter (repeatable), e.g. workers:=1")
-    ap.add_argument("--profile", action="store_true", help="py-spy record the bridge (raw, --threads) per scenario")
+    ap.add_argument("--profile", action="store_true", help="py-spy record the bridge (raw, --threads, --idle) per scenario")
+    ap.add_argument("--profile-args", default="", metavar="ARGS",
+                    help="more py-spy record arguments for --profile, e.g. '--gil' (only threads holding the GIL)")
+    ap.add_argument("--perf", action="store_true",
+                    help="perf record -a -g the whole machine while the bridge run publishes (perf_<scenario>.data "
+                         "in the kept log directory; implies --keep)")
     ap.add_argument("--keep", action="store_true", help="keep the logs and profiles (printed path)")
     ap.add_argument("--no-store-floor", action="store_true",
                     help="skip the closing measurement of plain 6 MiB writes into the store's filesystem")
     args = ap.parse_args()
+    args.keep = args.keep or args.perf
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID") or str(random.randint(1, 101)))
     os.environ.update(env)
@@ -292,11 +358,16 @@ def main() -> int:
     try:
         for name in args.only.split(","):
             procs = SCENARIOS[name]
-            pub_b, bare = baseline(procs, args.seconds, env)
+            pub_b, bare, bare_info = baseline(procs, args.seconds, env)
             server_cpu0 = proc_cpu_rss(server.pid)[0] if server else 0.0
+            server_threads0 = thread_cpu(server.pid) if server else {}
             res = bridge_run(name, procs, args.seconds, env, target, driver, root, args.compression, args.profile,
-                             args.param)
+                             args.param, args.profile_args.split(), args.perf)
             server_cpu = proc_cpu_rss(server.pid)[0] - server_cpu0 if server else None  # None: embedded
+            server_threads = {}
+            for tname, (u, k) in (thread_cpu(server.pid) if server else {}).items():
+                u0, k0 = server_threads0.get(tname, (0.0, 0.0))
+                server_threads[tname] = (u - u0, k - k0)
             reader = start_server(cmd, store, port) if embedded else server
             try:
                 stored = stored_rows(port, f"bench_{name}", topics_of(procs))
@@ -312,8 +383,9 @@ def main() -> int:
                 if embedded:
                     reader.terminate()
                     reader.wait(timeout=60)
-            pub, counters, cpu, rss, budget_peak = res
-            results.append((name, pub_b, bare, (pub, counters, stored, cpu, rss, budget_peak), sdk_check, server_cpu))
+            pub, counters, cpu, rss, budget_peak, (busy, pub_cpu), threads = res
+            results.append((name, pub_b, bare, (pub, counters, stored, cpu, rss, budget_peak), sdk_check, server_cpu,
+                            (bare_info, busy, pub_cpu), (threads, server_threads)))
             print(f"done {name}", file=sys.stderr, flush=True)
         floor = [] if args.no_store_floor else store_floor(root)
     finally:
@@ -330,7 +402,7 @@ def main() -> int:
     if floor:
         print(f"store floor: plain 6 MiB writes into {root.parent}, MB/s per 512 MiB written: "
               + ", ".join(f"{r:,.0f}" for r in floor) + " (2x1080p@30 rgb8 is 373 MB/s)")
-    for name, pub_b, bare, (pub, c, stored, cpu, rss, budget_peak), sdk_check, server_cpu in results:
+    for name, pub_b, bare, (pub, c, stored, cpu, rss, budget_peak), sdk_check, server_cpu, busy, threads in results:
         lat50 = max((v["latency_ns_p50"] for v in c.values()), default=0) / 1e6
         lat99 = max((v["latency_ns_p99"] for v in c.values()), default=0) / 1e6
         tot_bare = sum(bare.values())
@@ -340,16 +412,24 @@ def main() -> int:
               f"(stored {tot_stored}, bare {tot_bare}); bridge peak RSS {rss:.0f} MiB (budget peak {budget_peak:.0f} MiB), CPU {cpu:.1f} s "
               f"({server_note}); "
               f"receive->ack latency p50 {lat50:.0f} ms, p99 {lat99:.0f} ms (worst topic)")
+        bare_info, busy_brg, pub_cpu = busy
+        print(f"   while publishing: bare run: machine busy {bare_info['busy']:.0%} of {os.cpu_count()} CPUs, "
+              f"publishers' CPU {bare_info['pub_cpu']:.1f} s, bare subscriber's CPU {bare_info['cpu']:.1f} s and "
+              f"peak RSS {bare_info['hwm_mib']:.0f} MiB; bridge run: machine busy {busy_brg:.0%}, publishers' CPU "
+              f"{pub_cpu:.1f} s")
+        print(f"   bridge CPU by thread: {top_threads(threads[0])}")
+        if threads[1]:
+            print(f"   server CPU by thread: {top_threads(threads[1])}")
         if sdk_check:
             print(f"   SDK read-back of {sdk_check[0]}: {sdk_check[1]} rows (server says {sdk_check[2]})")
         rows = sorted(stored) if len(stored) <= 6 else []
         if rows:
-            print(f"   {'topic':<20}{'pub(bare)':>10}{'bare rx':>9}{'pub(brg)':>9}{'stored':>8}{'dropped':>8}"
+            print(f"   {'topic':<20}{'pub(bare)':>10}{'bare rx':>9}{'pub(brg)':>9}{'brg rx':>8}{'stored':>8}{'dropped':>8}"
                   f"{'ratio':>7}{'p50 ms':>8}{'p99 ms':>8}")
         for t in rows:
             v = c.get(t, {})
             ratio = stored[t] / bare[t] if bare.get(t) else float("nan")
-            print(f"   {t:<20}{pub_b.get(t, 0):>10}{bare.get(t, 0):>9}{pub.get(t, 0):>9}{stored[t]:>8}"
+            print(f"   {t:<20}{pub_b.get(t, 0):>10}{bare.get(t, 0):>9}{pub.get(t, 0):>9}{v.get('received', 0):>8}{stored[t]:>8}"
                   f"{v.get('dropped', 0):>8}{ratio:>7.2f}{v.get('latency_ns_p50', 0) / 1e6:>8.0f}"
                   f"{v.get('latency_ns_p99', 0) / 1e6:>8.0f}")
         if not rows:

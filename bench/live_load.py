@@ -7,7 +7,8 @@ KIND: image (1920x1080 rgb8 sensor_msgs/Image, 6 MiB), imu (sensor_msgs/Imu), tf
 (geometry_msgs/TransformStamped, the size of one TF transform), status
 (diagnostic_msgs/DiagnosticStatus with 4 key/values), string (std_msgs/String). ``HZ`` 0
 publishes as fast as possible (give one --pub then). Waits (bounded) for a subscriber on
-every topic, then prints one JSON line: {"published": {topic: n}, "failed": k, "seconds": s}.
+every topic, then prints one JSON line: {"published": {topic: n}, "failed": k, "seconds": s,
+"cpu_s": CPU seconds (user + system) this process used while publishing}.
 Image, Imu and TransformStamped carry the publish time in header.stamp (wall clock).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import resource
 import time
 
 import numpy as np
@@ -70,6 +72,7 @@ def main() -> int:
     payload = np.random.default_rng(1).integers(0, 255, 1920 * 1080 * 3, dtype=np.uint8).tobytes()
     published = {topic: 0 for _k, topic, _h, _p in pubs}
     failed = 0
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     start = time.monotonic()
     end = start + args.seconds
     queue = [(start, i) for i in range(len(pubs))]  # (next publish time, publisher index)
@@ -88,7 +91,10 @@ def main() -> int:
         except Exception:  # noqa: BLE001 - rmw refuses some large reliable samples
             failed += 1
         heapq.heappush(queue, (start + published[topic] / hz if hz else time.monotonic(), i))
-    print(json.dumps({"published": published, "failed": failed, "seconds": time.monotonic() - start}), flush=True)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
+    print(json.dumps({"published": published, "failed": failed, "seconds": time.monotonic() - start, "cpu_s": cpu}),
+          flush=True)
     node.destroy_node()
     rclpy.shutdown()
     return 0
