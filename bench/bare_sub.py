@@ -2,9 +2,11 @@
 """Baseline for bench_live.py: a bare rclpy subscriber (raw=True, the QoS the bridge takes:
 reliable, KEEP_ALL) that only counts messages.
 
-    bare_sub.py [--events] TOPIC=pkg/msg/Name [TOPIC=pkg/msg/Name ...]
+    bare_sub.py [--events] [--gil-load DUTY] TOPIC=pkg/msg/Name [TOPIC=pkg/msg/Name ...]
 
 ``--events`` spins rclpy's EventsExecutor (what the bridge uses) instead of spin_once.
+``--gil-load DUTY`` (0-1) adds a thread that runs Python code for DUTY of every 10 ms and
+sleeps the rest: contention for the GIL inside the subscriber's process (bench_contention.py).
 Prints {"ready": true, "rss_kib": VmRSS} once subscribed, runs until SIGINT/SIGTERM, then
 prints {"received": {topic: n}, "rss_kib": VmRSS at ready, "hwm_kib": VmHWM, "cpu_s": CPU seconds
 (user + system) since ready}. What its peak
@@ -20,6 +22,8 @@ import re
 import resource
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import rclpy
@@ -33,11 +37,23 @@ def _vm_kib(field: str) -> int:
     return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
 
 
+def _hold_gil(duty: float, stop: list) -> None:
+    """Run Python bytecode (which holds the GIL) for ``duty`` of every 10 ms until ``stop``."""
+    while not stop:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < duty * 0.01:
+            sum(range(100))
+        time.sleep((1 - duty) * 0.01)
+
+
 def main() -> int:
     args = sys.argv[1:]
     events = args[0] == "--events"
     if events:
         args = args[1:]
+    gil_load = 0.0
+    if args[0] == "--gil-load":
+        gil_load, args = float(args[1]), args[2:]
     pairs = [a.split("=", 1) for a in args]
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = []
@@ -50,6 +66,8 @@ def main() -> int:
         def cb(_msg, t=t):
             counts[t] += 1
         node.create_subscription(message_class(msgtype), t, cb, qos, raw=True)
+    if gil_load > 0:
+        threading.Thread(target=_hold_gil, args=(gil_load, stop), daemon=True).start()
     base = _vm_kib("VmRSS")
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"ready": True, "rss_kib": base}), flush=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's mosaico_bridge
 
+from mosaico_bridge.common.imports import keep_pandas_out
 from mosaico_bridge.server import MosaicoServer
 
 
@@ -35,6 +36,7 @@ class SilentServer(MosaicoServer):
 
 
 def main() -> int:
+    keep_pandas_out()  # as mosaico_server does: no pandas import at the first record batch
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
     ap.add_argument("--port", type=int, required=True)
