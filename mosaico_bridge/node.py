@@ -71,8 +71,9 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
 from .bridge_config import PARAMETERS, BridgeConfig
-from .client import MosaicoClient, MosaicoError, SequenceWriter, SessionLevelErrorPolicy
+from .client import DEFAULT_MAX_INFLIGHT_BYTES, MosaicoClient, MosaicoError, SequenceWriter, SessionLevelErrorPolicy
 from .common.imports import keep_pandas_out
+from .common.memory import keep_freed_memory
 from .conversion import ConversionError
 from .embedded import Connection, EmbeddedServerError, ServerConfig, connect_or_embed
 from .protocol.errors import InvalidArgumentError
@@ -825,6 +826,9 @@ def _make_executor():
 def main(argv: list[str] | None = None) -> int:
     """Console script ``bridge_node``: run the node until SIGINT / SIGTERM, then finalize and exit 0."""
     keep_pandas_out()
+    # large messages are allocated on the executor thread and freed on the client's threads:
+    # reuse their memory instead of faulting fresh pages in for each (common/memory.py)
+    keep_freed_memory(DEFAULT_MAX_INFLIGHT_BYTES)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
