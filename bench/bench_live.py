@@ -45,6 +45,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import socket
@@ -127,8 +128,26 @@ def busy_share(t0: tuple[int, int], t1: tuple[int, int]) -> float:
     return (t1[0] - t0[0]) / max(1, t1[1] - t0[1])
 
 
+def _result_line(proc: subprocess.Popen, deadline: float) -> dict:
+    """The JSON line a live_load.py process prints once it has published (bounded wait)."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"publisher {proc.args[4:]} printed no result in time")
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"publisher {proc.args[4:]} exited without a result")
+            if line.startswith("{"):
+                return json.loads(line)
+
+
 def run_publishers(procs: list[list[tuple[str, str, float]]], seconds: float, env: dict) -> tuple[dict[str, int], float]:
-    """({topic: published}, CPU seconds of all publisher processes while publishing)."""
+    """({topic: published}, CPU seconds of all publisher processes while publishing).
+
+    A publisher that has printed its result but does not exit within 15 s is killed: Fast DDS
+    sometimes spins in ``destroy_node`` after a heavy run (a publisher of this bench, by PID)."""
     running = []
     for pubs in procs:
         args = [PY, str(HERE / "live_load.py"), "--seconds", str(seconds)]
@@ -137,11 +156,22 @@ def run_publishers(procs: list[list[tuple[str, str, float]]], seconds: float, en
         running.append(subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env))
     out: dict[str, int] = {}
     cpu = 0.0
-    for p in running:
-        text, _ = p.communicate(timeout=seconds + 90)
-        last = json.loads(text.strip().splitlines()[-1])
-        out.update(last["published"])
-        cpu += last["cpu_s"]
+    deadline = time.monotonic() + seconds + 90
+    try:
+        for p in running:
+            last = _result_line(p, deadline)
+            out.update(last["published"])
+            cpu += last["cpu_s"]
+    finally:
+        for p in running:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                print(f"publisher {p.args[4:]} (pid {p.pid}) did not exit 15 s after publishing: killed",
+                      file=sys.stderr, flush=True)
+                p.kill()
+                p.wait(timeout=30)
+            p.stdout.close()
     return out, cpu
 
 
@@ -417,9 +447,10 @@ def main() -> int:
               f"publishers' CPU {bare_info['pub_cpu']:.1f} s, bare subscriber's CPU {bare_info['cpu']:.1f} s and "
               f"peak RSS {bare_info['hwm_mib']:.0f} MiB; bridge run: machine busy {busy_brg:.0%}, publishers' CPU "
               f"{pub_cpu:.1f} s")
-        print(f"   bridge CPU by thread: {top_threads(threads[0])}")
+        print(f"   bridge CPU by thread (threads alive at the end): {top_threads(threads[0])}")
         if threads[1]:
-            print(f"   server CPU by thread: {top_threads(threads[1])}")
+            print(f"   server CPU by thread (threads alive at the end; a DoPut handler thread that ended is "
+                  f"only in the total): {top_threads(threads[1])}")
         if sdk_check:
             print(f"   SDK read-back of {sdk_check[0]}: {sdk_check[1]} rows (server says {sdk_check[2]})")
         rows = sorted(stored) if len(stored) <= 6 else []
