@@ -13,6 +13,8 @@ into bare_sub.py, a raw EventsExecutor subscriber that only counts, with:
   none       nothing else
   gil:D      a thread in the subscriber's process that runs Python code D of every 10 ms
   cpu:D      a separate process that spins D of every 10 ms (no GIL shared)
+  mem:D      a separate process that copies 8 MiB buffers D of every 10 ms (memory
+             bandwidth, as the bridge's writes and socket copies take it)
 
 and prints received / published per round and the machine's busy share.
 
@@ -48,6 +50,18 @@ SPINNER = ("import sys, time\n"
            "    time.sleep((1 - duty) * 0.01)\n")
 
 
+#: a process that copies 8 MiB buffers for DUTY of every 10 ms
+COPIER = ("import sys, time\n"
+          "import numpy as np\n"
+          "duty = float(sys.argv[1])\n"
+          "src, dst = np.ones(8 << 20, np.uint8), np.empty(8 << 20, np.uint8)\n"
+          "while True:\n"
+          "    t0 = time.perf_counter()\n"
+          "    while time.perf_counter() - t0 < duty * 0.01:\n"
+          "        np.copyto(dst, src)\n"
+          "    time.sleep((1 - duty) * 0.01)\n")
+
+
 def one_round(procs, mode: str, seconds: float, env: dict) -> tuple[int, int, float]:
     """(received, published, machine busy share) of one run of the load under ``mode``."""
     kind, _, duty = mode.partition(":")
@@ -55,7 +69,8 @@ def one_round(procs, mode: str, seconds: float, env: dict) -> tuple[int, int, fl
     if kind == "gil":
         sub_args += ["--gil-load", duty]
     sub_args += [f"{t}={m}" for t, m in topics_of(procs).items()]
-    spinner = subprocess.Popen([PY, "-c", SPINNER, duty]) if kind == "cpu" else None
+    code = {"cpu": SPINNER, "mem": COPIER}.get(kind)
+    spinner = subprocess.Popen([PY, "-c", code, duty]) if code else None
     sub = subprocess.Popen(sub_args, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert json.loads(sub.stdout.readline())["ready"]
@@ -80,15 +95,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenario", default="4cam", choices=sorted(SCENARIOS))
     ap.add_argument("--modes", default="none,gil:0.5,cpu:0.5",
-                    help="comma-separated: none, gil:DUTY, cpu:DUTY (DUTY 0-1)")
+                    help="comma-separated: none, gil:DUTY, cpu:DUTY, mem:DUTY (0 < DUTY < 1)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of every mode, interleaved")
     ap.add_argument("--seconds", type=float, default=10)
     args = ap.parse_args()
     modes = args.modes.split(",")
     for m in modes:
         kind, _, duty = m.partition(":")
-        if kind not in ("none", "gil", "cpu") or (kind != "none" and not 0 < float(duty or 0) < 1):
-            ap.error(f"bad mode {m!r}: none, gil:DUTY or cpu:DUTY with 0 < DUTY < 1")
+        if kind not in ("none", "gil", "cpu", "mem") or (kind != "none" and not 0 < float(duty or 0) < 1):
+            ap.error(f"bad mode {m!r}: none, gil:DUTY, cpu:DUTY or mem:DUTY with 0 < DUTY < 1")
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID") or str(random.randint(1, 101)))
     os.environ.update(env)
