@@ -25,20 +25,17 @@ and prints received / published per round and the machine's busy share.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_live import PY, SCENARIOS, busy_share, machine_ticks, run_publishers, topics_of
+from bench_live import PY, SCENARIOS, baseline
 
 #: a process that spins for DUTY of every 10 ms, holding no lock any subscriber needs
 SPINNER = ("import sys, time\n"
@@ -65,30 +62,15 @@ COPIER = ("import sys, time\n"
 def one_round(procs, mode: str, seconds: float, env: dict) -> tuple[int, int, float]:
     """(received, published, machine busy share) of one run of the load under ``mode``."""
     kind, _, duty = mode.partition(":")
-    sub_args = [PY, str(HERE / "bare_sub.py"), "--events"]
-    if kind == "gil":
-        sub_args += ["--gil-load", duty]
-    sub_args += [f"{t}={m}" for t, m in topics_of(procs).items()]
     code = {"cpu": SPINNER, "mem": COPIER}.get(kind)
     spinner = subprocess.Popen([PY, "-c", code, duty]) if code else None
-    sub = subprocess.Popen(sub_args, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        assert json.loads(sub.stdout.readline())["ready"]
-        t0 = machine_ticks()
-        published, _cpu = run_publishers(procs, seconds, env)
-        busy = busy_share(t0, machine_ticks())
-        time.sleep(1.0)  # let the last samples arrive (a baseline, not a test)
-        sub.send_signal(signal.SIGTERM)
-        out, _ = sub.communicate(timeout=60)
+        published, received, info = baseline(procs, seconds, env, ["--gil-load", duty] if kind == "gil" else [])
     finally:
-        if sub.poll() is None:
-            sub.kill()
-            sub.wait(timeout=30)
         if spinner is not None:
             spinner.kill()
             spinner.wait(timeout=30)
-    received = json.loads(out.strip().splitlines()[-1])["received"]
-    return sum(received.values()), sum(published.values()), busy
+    return sum(received.values()), sum(published.values()), info["busy"]
 
 
 def main() -> int:

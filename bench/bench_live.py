@@ -179,19 +179,25 @@ def topics_of(procs) -> dict[str, str]:
     return {topic: MSGTYPES[kind] for pubs in procs for kind, topic, _hz in pubs}
 
 
-def baseline(procs, seconds: float, env: dict) -> tuple[dict[str, int], dict[str, int], dict]:
+def baseline(procs, seconds: float, env: dict, sub_options=()) -> tuple[dict[str, int], dict[str, int], dict]:
     """(published, bare received, {"busy": machine busy share, "pub_cpu": publishers' CPU s,
-    "cpu": the bare subscriber's CPU s, "hwm_mib": its peak RSS})."""
+    "cpu": the bare subscriber's CPU s, "hwm_mib": its peak RSS}); ``sub_options`` go to
+    bare_sub.py before the topics (e.g. ``--gil-load 0.3``)."""
     args = [f"{t}={m}" for t, m in topics_of(procs).items()]
-    sub = subprocess.Popen([PY, str(HERE / "bare_sub.py"), "--events", *args], stdout=subprocess.PIPE, text=True,
-                           env=env)
-    assert json.loads(sub.stdout.readline())["ready"]
-    t0 = machine_ticks()
-    published, pub_cpu = run_publishers(procs, seconds, env)
-    busy = busy_share(t0, machine_ticks())
-    time.sleep(1.0)  # let the last samples arrive (a baseline, not a test)
-    sub.send_signal(signal.SIGTERM)
-    out, _ = sub.communicate(timeout=60)
+    sub = subprocess.Popen([PY, str(HERE / "bare_sub.py"), "--events", *sub_options, *args], stdout=subprocess.PIPE,
+                           text=True, env=env)
+    try:
+        assert json.loads(sub.stdout.readline())["ready"]
+        t0 = machine_ticks()
+        published, pub_cpu = run_publishers(procs, seconds, env)
+        busy = busy_share(t0, machine_ticks())
+        time.sleep(1.0)  # let the last samples arrive (a baseline, not a test)
+        sub.send_signal(signal.SIGTERM)
+        out, _ = sub.communicate(timeout=60)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait(timeout=30)
     last = json.loads(out.strip().splitlines()[-1])
     return published, last["received"], {"busy": busy, "pub_cpu": pub_cpu, "cpu": last["cpu_s"],
                                           "hwm_mib": last["hwm_kib"] / 1024}
