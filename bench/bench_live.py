@@ -32,10 +32,14 @@ root after the bridge exits counts what was stored. All are this checkout's serv
 acknowledges every stored batch with a PutAck, so the latency is receive → acknowledged.
 All run from this checkout, not from an installed copy.
 
-At the end (unless ``--no-store-floor``) 4 GiB of plain 6 MiB writes into the root's
-filesystem give the storage's own MB/s per 512 MiB written, in the same run: a recording
-cannot be stored faster than that. On a VM, tmpfs pages touched for the first time can be
-much slower than reused ones.
+Before the first scenario and after the last (unless ``--no-store-floor``), 3 GiB of plain
+6 MiB writes into the root's filesystem give the storage's own MB/s per 512 MiB written, in
+the same run: a recording cannot be stored faster than that. Each scenario with images then
+prints the store's ceiling: the share of the bare subscriber's images that the better of the
+two sustained rates could write in the run, plus what the memory budget holds at its end.
+On a VM that hands freed memory back to its host (virtio-balloon free page reporting),
+tmpfs pages the host has taken back cost a host fault each on first touch and write several
+times slower than reused ones (``docs/live-path.md`` § The store's memory on a VM).
 """
 
 from __future__ import annotations
@@ -61,6 +65,11 @@ PY = sys.executable
 sys.path.insert(0, str(REPO))
 
 from live_load import MSGTYPES
+
+from mosaico_bridge.client import DEFAULT_MAX_INFLIGHT_BYTES
+
+#: bytes of one 1920x1080 rgb8 image's data (live_load.py)
+IMAGE_BYTES = 1920 * 1080 * 3
 
 
 def _small() -> list[tuple[str, str, float]]:
@@ -94,11 +103,11 @@ def proc_cpu_rss(pid: int) -> tuple[float, float]:
     return cpu, int(hwm.group(1)) / 1024 if hwm else 0.0
 
 
-def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
-    """{thread name: (user s, system s)} summed over a live process's threads of that name
-    (digits folded, so the four ``mosaico-data-N_0`` threads are one line)."""
+def task_cpu(pid: int) -> dict[int, tuple[str, float, float]]:
+    """{thread id: (name, user s, system s)} of a live process's threads (digits of the name
+    folded, so the four ``mosaico-data-N_0`` threads share one name)."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[int, tuple[str, float, float]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             text = (task / "stat").read_text()
@@ -106,8 +115,20 @@ def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
             continue  # the thread ended
         name = re.sub(r"\d+", "N", text[text.index("(") + 1:text.rindex(")")])
         fields = text.rsplit(")", 1)[1].split()
-        u, k = out.get(name, (0.0, 0.0))
-        out[name] = (u + int(fields[11]) / tick, k + int(fields[12]) / tick)
+        out[int(task.name)] = (name, int(fields[11]) / tick, int(fields[12]) / tick)
+    return out
+
+
+def thread_cpu(pid: int, since: dict[int, tuple[str, float, float]] | None = None) -> dict[str, tuple[float, float]]:
+    """{thread name: (user s, system s)} summed over a live process's threads of that name;
+    with ``since`` (an earlier :func:`task_cpu`), only what each thread used after it (a
+    thread started since counts whole; one that ended is in no line)."""
+    out: dict[str, tuple[float, float]] = {}
+    for tid, (name, u, k) in task_cpu(pid).items():
+        before = (since or {}).get(tid)
+        u0, k0 = (before[1], before[2]) if before and before[0] == name else (0.0, 0.0)
+        su, sk = out.get(name, (0.0, 0.0))
+        out[name] = (su + u - u0, sk + k - k0)
     return out
 
 
@@ -292,6 +313,26 @@ def start_server(cmd: list[str], root: Path, port: int) -> subprocess.Popen:
                 raise RuntimeError(f"server on {root} did not start") from None
 
 
+def sustained(rates: list[float]) -> float:
+    """The store floor's sustained MB/s: the median of its second half (the first blocks may
+    reuse pages just freed by a deleted sequence; on a VM those are much faster than pages
+    the host has taken back)."""
+    tail = sorted(rates[len(rates) // 2:])
+    return tail[len(tail) // 2] if tail else float("nan")
+
+
+def store_ceiling(bare: dict[str, int], procs, seconds: float, floor_mbps: float, budget_bytes: int) -> float | None:
+    """Upper bound of stored ÷ bare the store's filesystem allows for a scenario's images:
+    ``floor_mbps`` for ``seconds`` plus what the memory budget holds at the end, over the
+    bytes of the images the bare subscriber received (None without images). An upper bound:
+    the floor was measured by one writer with a core to itself."""
+    kinds = {t: k for p in procs for k, t, _ in p}
+    image_bytes = sum(n for t, n in bare.items() if kinds.get(t) == "image") * IMAGE_BYTES
+    if not image_bytes:
+        return None
+    return min(1.0, (floor_mbps * 1e6 * seconds + budget_bytes) / image_bytes)
+
+
 def store_floor(directory: Path, total_bytes: int = 4 << 30, block: int = 6 << 20, step: int = 512 << 20) -> list[float]:
     """MB/s of plain 6 MiB writes into a new file in ``directory`` (the store's filesystem),
     per ``step`` bytes written: what the storage gives any writer, measured in the same run."""
@@ -312,8 +353,23 @@ def store_floor(directory: Path, total_bytes: int = 4 << 30, block: int = 6 << 2
     return rates
 
 
+def warm_pages(directory: Path, total_bytes: int) -> None:
+    """Write ``total_bytes`` into a file in ``directory`` and delete it, so that the store's
+    next writes land on pages just freed, which the VM's host has not taken back yet (a
+    diagnostic: it shows how much of a run the store's first touch of new memory costs)."""
+    if total_bytes <= 0:
+        return
+    buf = os.urandom(64 << 20)
+    path = directory / "warm_pages.bin"
+    try:
+        with open(path, "wb", buffering=0) as f:
+            f.writelines(buf for _ in range(-(-total_bytes // len(buf))))
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, profile: bool, params=(),
-               profile_args=(), perf_record: bool = False):
+               profile_args=(), perf_record: bool = False, warm_bytes: int = 0):
     """One bridge process recording ``procs``' load; ``target`` its server parameters."""
     topics = topics_of(procs)
     log_path = logdir / f"bridge_{name}.log"
@@ -328,6 +384,7 @@ def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, p
     spy = None
     try:
         assert driver.transition("configure") and driver.transition("activate"), "bridge did not activate"
+        warm_pages(logdir, warm_bytes)
         if profile:
             spy = subprocess.Popen([str(Path(PY).parent / "py-spy"), "record", "--pid", str(bridge.pid), "--format",
                                     "raw", "--threads", "--idle", "--nonblocking", *profile_args, "-o", str(logdir / f"profile_{name}.txt")],
@@ -374,6 +431,9 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the logs and profiles (printed path)")
     ap.add_argument("--no-store-floor", action="store_true",
                     help="skip the closing measurement of plain 6 MiB writes into the store's filesystem")
+    ap.add_argument("--warm-pages", type=float, default=0, metavar="GIB",
+                    help="diagnostic: before each bridge run publishes, write and delete GIB GiB in the store's "
+                         "filesystem, so the store's writes land on pages the VM's host still backs")
     args = ap.parse_args()
     args.keep = args.keep or args.perf
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
@@ -391,19 +451,19 @@ def main() -> int:
     target = [f"embedded_root:={store}"] if embedded else ["host:=127.0.0.1", f"port:={port}"]
     driver = Driver()
     results = []
+    floor_before, floor = [], []
     try:
+        if not args.no_store_floor:
+            floor_before = store_floor(root, 3 << 30)
         for name in args.only.split(","):
             procs = SCENARIOS[name]
             pub_b, bare, bare_info = baseline(procs, args.seconds, env)
             server_cpu0 = proc_cpu_rss(server.pid)[0] if server else 0.0
-            server_threads0 = thread_cpu(server.pid) if server else {}
+            server_tasks0 = task_cpu(server.pid) if server else {}
             res = bridge_run(name, procs, args.seconds, env, target, driver, root, args.compression, args.profile,
-                             args.param, args.profile_args.split(), args.perf)
+                             args.param, args.profile_args.split(), args.perf, int(args.warm_pages * (1 << 30)))
             server_cpu = proc_cpu_rss(server.pid)[0] - server_cpu0 if server else None  # None: embedded
-            server_threads = {}
-            for tname, (u, k) in (thread_cpu(server.pid) if server else {}).items():
-                u0, k0 = server_threads0.get(tname, (0.0, 0.0))
-                server_threads[tname] = (u - u0, k - k0)
+            server_threads = thread_cpu(server.pid, since=server_tasks0) if server else {}
             reader = start_server(cmd, store, port) if embedded else server
             try:
                 stored = stored_rows(port, f"bench_{name}", topics_of(procs))
@@ -423,7 +483,7 @@ def main() -> int:
             results.append((name, pub_b, bare, (pub, counters, stored, cpu, rss, budget_peak), sdk_check, server_cpu,
                             (bare_info, busy, pub_cpu), (threads, server_threads)))
             print(f"done {name}", file=sys.stderr, flush=True)
-        floor = [] if args.no_store_floor else store_floor(root)
+        floor = [] if args.no_store_floor else store_floor(root, 3 << 30)
     finally:
         if server is not None:
             server.terminate()
@@ -434,20 +494,30 @@ def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
     print(f"{args.seconds:g} s per run, {os.cpu_count()} CPUs, server {args.server}, compression {args.compression}, "
           f"bridge parameters {args.param or 'default'}; "
-          "bare = bare rclpy subscriber (raw, reliable, KEEP_ALL, EventsExecutor), run alone before the bridge")
-    if floor:
-        print(f"store floor: plain 6 MiB writes into {root.parent}, MB/s per 512 MiB written: "
-              + ", ".join(f"{r:,.0f}" for r in floor) + " (2x1080p@30 rgb8 is 373 MB/s)")
+          + (f"{args.warm_pages:g} GiB written and deleted in the store's filesystem before each bridge run; "
+             if args.warm_pages else "")
+          + "bare = bare rclpy subscriber (raw, reliable, KEEP_ALL, EventsExecutor), run alone before the bridge")
+    floor_mbps = max((sustained(f) for f in (floor_before, floor) if f), default=None)
+    for label, rates in (("before the runs", floor_before), ("after them", floor)):
+        if rates:
+            print(f"store floor {label}: plain 6 MiB writes into {root.parent}, MB/s per 512 MiB written: "
+                  + ", ".join(f"{r:,.0f}" for r in rates) + f"; sustained {sustained(rates):,.0f} "
+                  "(2x1080p@30 rgb8 is 373 MB/s)")
+    budget_bytes = next((int(p.split(":=", 1)[1]) for p in args.param if p.startswith("max_inflight_bytes:=")),
+                        DEFAULT_MAX_INFLIGHT_BYTES)
     for name, pub_b, bare, (pub, c, stored, cpu, rss, budget_peak), sdk_check, server_cpu, busy, threads in results:
         lat50 = max((v["latency_ns_p50"] for v in c.values()), default=0) / 1e6
         lat99 = max((v["latency_ns_p99"] for v in c.values()), default=0) / 1e6
         tot_bare = sum(bare.values())
         tot_stored = sum(stored.values())
         server_note = f"server CPU {server_cpu:.1f} s" if server_cpu is not None else "server in the bridge process"
+        ceiling = store_ceiling(bare, SCENARIOS[name], args.seconds, floor_mbps, budget_bytes) if floor_mbps else None
+        ceiling_note = (f"; the store floor allows at most {ceiling:.2f} of the bare subscriber's images"
+                        if ceiling is not None else "")
         print(f"\n== {name}: stored/bare {tot_stored / tot_bare if tot_bare else float('nan'):.2f} "
               f"(stored {tot_stored}, bare {tot_bare}); bridge peak RSS {rss:.0f} MiB (budget peak {budget_peak:.0f} MiB), CPU {cpu:.1f} s "
               f"({server_note}); "
-              f"receive->ack latency p50 {lat50:.0f} ms, p99 {lat99:.0f} ms (worst topic)")
+              f"receive->ack latency p50 {lat50:.0f} ms, p99 {lat99:.0f} ms (worst topic){ceiling_note}")
         bare_info, busy_brg, pub_cpu = busy
         print(f"   while publishing: bare run: machine busy {bare_info['busy']:.0%} of {os.cpu_count()} CPUs, "
               f"publishers' CPU {bare_info['pub_cpu']:.1f} s, bare subscriber's CPU {bare_info['cpu']:.1f} s and "
