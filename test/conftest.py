@@ -130,3 +130,12 @@ def ros_domain() -> int:
     import random
 
     return int(os.environ.get("ROS_DOMAIN_ID") or random.randint(1, 101))
+
+
+def pytest_configure(config):
+    """The ``server`` fixture runs the server in this process: configure its malloc as
+    ``mosaico_server`` does (keep freed memory for the next record batches)."""
+    from mosaico_bridge.cli.server import SERVER_RETAIN_BYTES
+    from mosaico_bridge.common.memory import keep_freed_memory
+
+    keep_freed_memory(SERVER_RETAIN_BYTES)

@@ -29,11 +29,14 @@ import threading
 from collections.abc import Sequence
 
 from ..common.imports import keep_pandas_out
+from ..common.memory import keep_freed_memory
 
 PROG = "mosaico_server"
 
 #: Seconds to wait for running calls (for example an idle open DoPut) after a stop signal.
 SHUTDOWN_GRACE_S = 5.0
+#: Freed memory (bytes) the server process keeps for the next record batches it receives
+SERVER_RETAIN_BYTES = 256 << 20
 
 
 def _positive_int(text: str) -> int:
@@ -158,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # pyarrow would import pandas at the first record batch a client sends (~0.25 s on a
     # small machine, which every client of a fresh server waited for)
     keep_pandas_out()
+    # gRPC receives every record batch into new buffers; glibc's adaptive thresholds gave
+    # their memory back after each (12 MB MADV_DONTNEED of a thread's heap, 15 per 100
+    # 1080p frames) and faulted it in again for the next (common/memory.py)
+    keep_freed_memory(SERVER_RETAIN_BYTES)
     parser = build_parser()
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
