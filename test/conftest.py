@@ -107,6 +107,61 @@ def server(tmp_path):
         srv.stop(timeout=30)
 
 
+def start_mosaico_server(root: Path, port: int) -> subprocess.Popen:
+    """This checkout's ``mosaico_server`` as a process of its own on ``root``, returned once
+    it answers on ``port`` (127.0.0.1); the caller stops it by PID."""
+    from mosaico_bridge.client import MosaicoClient
+
+    proc = subprocess.Popen([sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(root), "--port", str(port)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mosaico_server on {root} exited with {proc.returncode}")
+        try:
+            with MosaicoClient.connect("127.0.0.1", port, timeout=1):
+                return True
+        except (ConnectionError, OSError):  # not listening yet
+            return False
+
+    try:
+        wait_until(up, timeout=30, what="mosaico_server to answer")
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise
+    return proc
+
+
+class ServerProcess:
+    """A running ``mosaico_server`` process: its ``port``, ``root`` and ``proc``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.proc = start_mosaico_server(root, self.port)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    """``mosaico_server`` in a process of its own on a fresh root, as a robot or a lab runs
+    it: for the live tests whose load would share the test runner's GIL and heap with the
+    in-process ``server``."""
+    srv = ServerProcess(tmp_path / "server-root")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture
 def client(server):
     """Our client, connected to the embedded server."""

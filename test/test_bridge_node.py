@@ -1,6 +1,7 @@
 """The live bridge, as a robot runs it: the node in its own process, a publisher process
 replaying real bags, a third process driving the standard lifecycle services; the
-embedded server in this process; the real SDK (mosaicolabs 0.7.0) reading back.
+embedded server in this process (``mosaico_server`` in a process of its own for the camera
+load); the real SDK (mosaicolabs 0.7.0) reading back.
 """
 
 from __future__ import annotations
@@ -146,9 +147,14 @@ def test_two_sessions_of_replayed_bags_read_back_exactly(server, procs):
                 assert [key(m.data) for m in msgs] == [ros_key(r, msgtype) for r in expected[topic]], topic
 
 
-def test_1080p_rgb8_30hz_for_10s_no_drop_in_the_bridge(server, procs):
+def test_1080p_rgb8_30hz_for_10s_no_drop_in_the_bridge(server_process, procs):
+    """Every frame of a 1080p camera reaches the store. The server is a process of its own,
+    as deployed: run in the test runner's process, it shared the GIL and heap of the whole
+    session, and frames waited for its acknowledgement 291 ms (p50) in a full run and
+    36 ms alone, against 9-15 ms in a process of its own."""
     from mosaico_bridge.client import MosaicoClient
 
+    server = server_process
     bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="camera_run", topics=["/camera/image_raw"],
                           max_batch_age_s=0.5)
     driver, publisher = procs.agent("driver"), procs.agent("publisher")

@@ -10,28 +10,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, free_port, run_cli, wait_until
+from conftest import REPO, free_port, run_cli, start_mosaico_server
 from spool_util import T0_NS, imu_batches, write_spool
 from test_cli_interrupt import read_line
 
 mosaicolabs = pytest.importorskip("mosaicolabs")
 
 CLI = "mosaico_bridge.cli.spool_upload"
-
-
-def start_server(root, port):
-    proc = subprocess.Popen([sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(root), "--port", str(port)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up():
-        try:
-            with mosaicolabs.MosaicoClient.connect("127.0.0.1", port, timeout=1):
-                return True
-        except ConnectionError:  # not listening yet
-            return False
-
-    wait_until(up, timeout=30, what="mosaico_server to answer")
-    return proc
 
 
 def stamps_of(port, sequence, topic):
@@ -47,7 +32,7 @@ def test_rerun_after_the_server_was_lost_mid_upload(tmp_path):
     spool = tmp_path / "spool"
     write_spool(spool, "lost", "01SESSION", {"a/imu": small, "b/imu": big}, conv)
     root, port = tmp_path / "srv", free_port()
-    server = start_server(root, port)
+    server = start_mosaico_server(root, port)
     try:
         up = subprocess.Popen([sys.executable, "-m", CLI, str(spool), "--host", "127.0.0.1", "--port", str(port)],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -60,7 +45,7 @@ def test_rerun_after_the_server_was_lost_mid_upload(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("spool_upload: error: ") and "run spool_upload again" in lines[0]
         assert (spool / "lost" / "01SESSION" / "b" / "imu.arrows").exists()  # kept for the next run
 
-        server = start_server(root, port)
+        server = start_mosaico_server(root, port)
         again = run_cli(CLI, str(spool), "--host", "127.0.0.1", "--port", str(port))
         assert again.returncode == 0, again.stderr
         assert "lost/a/imu_recovered: already uploaded (300 rows), skipped" in again.stdout
