@@ -33,11 +33,15 @@ def ros_env(domain_id: int) -> dict:
 class Agent:
     """A ros_agent.py process."""
 
-    def __init__(self, domain_id: int, log_path: Path) -> None:
+    def __init__(self, domain_id: int, log_path: Path, dds_profile: Path | None = None) -> None:
+        """``dds_profile``: a Fast DDS XML profile for this process (FASTDDS_DEFAULT_PROFILES_FILE)."""
         self._log = open(log_path, "w")
+        env = ros_env(domain_id)
+        if dds_profile is not None:
+            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(dds_profile)
         self.proc = subprocess.Popen(
             [sys.executable, str(AGENT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            text=True, env=ros_env(domain_id), cwd=REPO,
+            text=True, env=env, cwd=REPO,
         )
         self._lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
