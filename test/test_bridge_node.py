@@ -159,7 +159,7 @@ def test_1080p_rgb8_30hz_for_10s_no_drop_in_the_bridge(server_process, procs):
     frames should. With the default segment, fragments a busy subscriber had not read yet
     were recycled and repaired seconds later. The frames behind them then reached the
     bridge as one burst: 74 frames, against a budget of 43. The bridge drops that by design
-    (max_inflight_bytes), and the test failed 7 of 19 times alone on a 2-core VM. With the
+    (max_inflight_bytes), and the test failed 8 of 25 times alone on a 2-core VM. With the
     larger segment it passed 10 of 10 times, with a p99 latency of 12-39 ms."""
     from mosaico_bridge.client import MosaicoClient
 
