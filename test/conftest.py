@@ -107,47 +107,47 @@ def server(tmp_path):
         srv.stop(timeout=30)
 
 
-def start_mosaico_server(root: Path, port: int) -> subprocess.Popen:
-    """This checkout's ``mosaico_server`` as a process of its own on ``root``, returned once
-    it answers on ``port`` (127.0.0.1); the caller stops it by PID."""
-    from mosaico_bridge.client import MosaicoClient
-
-    proc = subprocess.Popen([sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(root), "--port", str(port)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mosaico_server on {root} exited with {proc.returncode}")
-        try:
-            with MosaicoClient.connect("127.0.0.1", port, timeout=1):
-                return True
-        except (ConnectionError, OSError):  # not listening yet
-            return False
-
-    try:
-        wait_until(up, timeout=30, what="mosaico_server to answer")
-    except BaseException:
-        proc.kill()
-        proc.wait(timeout=30)
-        raise
-    return proc
-
-
 class ServerProcess:
-    """A running ``mosaico_server`` process: its ``port``, ``root`` and ``proc``."""
+    """This checkout's ``mosaico_server`` in a process of its own on ``root``, on ``port``
+    (a free one by default), once it answers an ``info`` action; :meth:`stop` stops it by
+    PID and returns its standard error."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *extra: str, port: int | None = None) -> None:
+        import wire_bodies as wire
+        from pyarrow import flight
+
         self.root = root
-        self.port = free_port()
-        self.proc = start_mosaico_server(root, self.port)
+        self.port = port or free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(root), "--port", str(self.port), *extra],
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        self.location = f"grpc://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
-        self.proc.terminate()
+        def up() -> bool:
+            assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
+            try:
+                with flight.FlightClient(self.location) as c:
+                    list(c.do_action(wire.action(wire.Action.INFO, {}), flight.FlightCallOptions(timeout=1)))
+                return True
+            except flight.FlightError:
+                return False
+
+        wait_until(up, timeout=30, what="mosaico_server to answer")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
         try:
-            self.proc.wait(timeout=30)
+            _, err = self.proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait(timeout=30)
+            _, err = self.proc.communicate(timeout=10)
+        return err
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, free_port, run_cli, start_mosaico_server
+from conftest import REPO, ServerProcess, free_port, run_cli
 from spool_util import T0_NS, imu_batches, write_spool
 from test_cli_interrupt import read_line
 
@@ -32,20 +32,20 @@ def test_rerun_after_the_server_was_lost_mid_upload(tmp_path):
     spool = tmp_path / "spool"
     write_spool(spool, "lost", "01SESSION", {"a/imu": small, "b/imu": big}, conv)
     root, port = tmp_path / "srv", free_port()
-    server = start_mosaico_server(root, port)
+    server = ServerProcess(root, port=port)
     try:
         up = subprocess.Popen([sys.executable, "-m", CLI, str(spool), "--host", "127.0.0.1", "--port", str(port)],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         read_line(up, "lost/a/imu_recovered: 300 rows uploaded")
-        server.kill()  # lost again while /b/imu is being sent
-        server.wait(timeout=30)
+        server.proc.kill()  # lost again while /b/imu is being sent
+        server.proc.wait(timeout=30)
         _out, err = up.communicate(timeout=120)
         assert up.returncode == 1, err
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("spool_upload: error: ") and "run spool_upload again" in lines[0]
         assert (spool / "lost" / "01SESSION" / "b" / "imu.arrows").exists()  # kept for the next run
 
-        server = start_mosaico_server(root, port)
+        server = ServerProcess(root, port=port)
         again = run_cli(CLI, str(spool), "--host", "127.0.0.1", "--port", str(port))
         assert again.returncode == 0, again.stderr
         assert "lost/a/imu_recovered: already uploaded (300 rows), skipped" in again.stdout
@@ -60,9 +60,7 @@ def test_rerun_after_the_server_was_lost_mid_upload(tmp_path):
             assert all(s.completed_timestamp is not None for s in seq.sessions)
             assert sdk.topic_handler("lost", "/a/imu_recovered").user_metadata["robot"] == "r1"
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=30)
+        server.stop()
 
 
 def test_keep_then_run_again_sends_nothing_twice(tmp_path, server):

@@ -14,10 +14,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import wire_bodies as wire
-from conftest import free_port
+from conftest import ServerProcess, free_port
 from pyarrow import flight
 from test_server import SCHEMA, act, make_topic, put, rows
-from test_server_reliability import ServerProcess, read_in_subprocess
+from test_server_reliability import read_in_subprocess
 
 from mosaico_bridge.protocol.errors import InvalidArgumentError
 from mosaico_bridge.server import MosaicoServer, MosaicoStore, Permission

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import wire_bodies as wire
-from conftest import free_port, wait_until
+from conftest import ServerProcess
 from pyarrow import flight
 from test_server import SCHEMA, act, make_topic, put, rows
 
@@ -77,42 +77,6 @@ def read_in_subprocess(port: int, locator: str) -> dict:
     )
     assert proc.returncode == 0, f"reader exited {proc.returncode}: {proc.stderr[-2000:]}"
     return json.loads(proc.stdout)
-
-
-class ServerProcess:
-    """``mosaico_server`` in a subprocess on a free port."""
-
-    def __init__(self, root: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mosaico_bridge.cli.server", "--root", str(root), "--port", str(self.port), *extra],
-            cwd=REPO, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        self.location = f"grpc://127.0.0.1:{self.port}"
-
-        def up() -> bool:
-            assert self.proc.poll() is None, self.proc.stderr.read() if self.proc.stderr else ""
-            try:
-                with flight.FlightClient(self.location) as c:
-                    list(c.do_action(wire.action(wire.Action.INFO, {}), flight.FlightCallOptions(timeout=1)))
-                return True
-            except flight.FlightError:
-                return False
-
-        wait_until(up, timeout=30, what="mosaico_server to answer")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            _, err = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=10)
-        return err
 
 
 @pytest.fixture

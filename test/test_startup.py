@@ -93,9 +93,9 @@ def test_bag_import_of_a_bag_with_definitions_loads_no_typestore(tmp_path):
 def test_mosaico_server_process_takes_puts_and_queries_without_pandas(tmp_path):
     """A fresh ``mosaico_server`` imported pandas at the first record batch a client sent
     (~0.25 s in which every DoPut stream waited); the process never maps pandas now."""
+    from conftest import ServerProcess
     from mosaicolabs import MosaicoClient as SdkClient
     from test_server import check_read_back, write_run
-    from test_server_reliability import ServerProcess
 
     from mosaico_bridge.client import MosaicoClient
     from mosaico_bridge.client.query import QuerySequence
