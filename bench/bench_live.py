@@ -357,15 +357,8 @@ def warm_pages(directory: Path, total_bytes: int) -> None:
     """Write ``total_bytes`` into a file in ``directory`` and delete it, so that the store's
     next writes land on pages just freed, which the VM's host has not taken back yet (a
     diagnostic: it shows how much of a run the store's first touch of new memory costs)."""
-    if total_bytes <= 0:
-        return
-    buf = os.urandom(64 << 20)
-    path = directory / "warm_pages.bin"
-    try:
-        with open(path, "wb", buffering=0) as f:
-            f.writelines(buf for _ in range(-(-total_bytes // len(buf))))
-    finally:
-        path.unlink(missing_ok=True)
+    if total_bytes > 0:
+        store_floor(directory, total_bytes)  # the same writes and delete; its rates are not needed here
 
 
 def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, profile: bool, params=(),
