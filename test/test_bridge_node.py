@@ -167,7 +167,7 @@ def test_1080p_rgb8_30hz_for_10s_no_drop_in_the_bridge(server_process, procs):
     bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="camera_run", topics=["/camera/image_raw"],
                           max_batch_age_s=0.5)
     driver = procs.agent("driver")
-    publisher = procs.agent("publisher", dds_profile=REPO / "test" / "ros_procs" / "large_shm_fastdds.xml")
+    publisher = procs.agent("publisher", dds_profile=REPO / "config" / "large_shm_fastdds.xml")
     assert driver.ask("transition", node=NODE, transition="configure")["success"]
     assert driver.ask("transition", node=NODE, transition="activate")["success"]
     out = publisher.ask("images", topic="/camera/image_raw", hz=30, seconds=10, width=1920, height=1080, timeout=180)

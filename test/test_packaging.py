@@ -38,6 +38,7 @@ def test_colcon_build_installs_scripts_where_ros2_run_looks(tmp_path):
     assert (share / "package.xml").exists()
     assert (share / "launch" / "bridge.launch.py").exists()
     assert (share / "config" / "bridge.yaml").exists()
+    assert (share / "config" / "large_shm_fastdds.xml").exists()
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "mosaico_bridge").exists()
     # the installed console script runs from the install space
     site = next(prefix.glob("lib/python3*/site-packages"))
@@ -54,4 +55,5 @@ def test_pip_install_put_share_files_in_the_ament_prefix():
         pytest.skip("AMENT_PREFIX_PATH not set (scripts/test.sh sets it)")
     share = Path(ament.get_package_share_directory("mosaico_bridge"))
     assert (share / "config" / "bridge.yaml").exists()
+    assert (share / "config" / "large_shm_fastdds.xml").exists()
     assert (share / "launch" / "bridge.launch.py").exists()
