@@ -17,11 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client.transport import COMPRESSIONS
+from .common.threads import MAX_NICE
 from .protocol import auth, names
 from .protocol.errors import InvalidArgumentError
 from .sources.topic_filter import TopicFilter
 
 # name -> (default, description). Order is the order of config/bridge.yaml.
+#: What ``worker_nice: -1`` means with the embedded server, whose writes to its store run on
+#: the data connections' threads (``docs/live-path.md`` § Priorities); with a host it means 0.
+EMBEDDED_WORKER_NICE = 10
+
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "host": ("", "Mosaico server host. Empty: run an embedded server on embedded_root, as bag_import does."),
     "port": (names.DEFAULT_PORT, "Mosaico server port (1-65535)."),
@@ -81,6 +86,14 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     ),
     "data_connections": (4, "Flight data connections; topics are striped over them round-robin (>= 1)."),
     "workers": (0, "Conversion threads of the executor pool; 0: CPU count (2..8)."),
+    "worker_nice": (
+        -1,
+        "Added to the nice value (Linux, per thread) of the conversion threads and the data connections' "
+        "writer threads, which also do the embedded server's writes: when the CPU is short, the executor "
+        "thread and the rmw layer's receive threads run first and keep taking messages; what the store "
+        "cannot keep up with is then dropped at max_inflight_bytes and counted. 0..19; 0: the node's own "
+        "priority; -1 (default): 10 with the embedded server, 0 with a host.",
+    ),
     "spool_dir": (
         "./mosaico_spool",
         "Where record batches go when the server can no longer take them (server lost, key revoked): "
@@ -143,6 +156,7 @@ class BridgeConfig:
     max_batch_age_s: float
     data_connections: int
     workers: int | None
+    worker_nice: int
     spool_dir: str | None
     reconnect_max_backoff_s: float
     max_inflight_bytes: int
@@ -174,6 +188,11 @@ class BridgeConfig:
             v = values[name]
             if not isinstance(v, int) or v < minimum:
                 raise bad(name, f"must be an integer >= {minimum}, got {v!r}")
+        nice = values["worker_nice"]
+        if isinstance(nice, bool) or not isinstance(nice, int) or not -1 <= nice <= MAX_NICE:
+            raise bad("worker_nice", f"must be -1 or an integer in 0..{MAX_NICE}, got {nice!r}")
+        if nice == -1:
+            nice = 0 if str(values["host"]).strip() else EMBEDDED_WORKER_NICE
         timestamp_source = str(values["timestamp_source"]).strip().lower()
         if timestamp_source not in ("receive", "header"):
             raise bad("timestamp_source", f"must be 'receive' or 'header', got {values['timestamp_source']!r}")
@@ -251,6 +270,7 @@ class BridgeConfig:
             max_batch_age_s=float(values["max_batch_age_s"]),
             data_connections=values["data_connections"],
             workers=values["workers"] or None,
+            worker_nice=nice,
             spool_dir=str(values["spool_dir"]).strip() or None,
             reconnect_max_backoff_s=float(backoff),
             max_inflight_bytes=values["max_inflight_bytes"],

@@ -50,6 +50,7 @@ class ServerConfig:
     workers: int | None = None
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     compression: str = "none"
+    worker_nice: int = 0
 
     @property
     def embedded(self) -> bool:
@@ -119,7 +120,7 @@ def connect_or_embed(config: ServerConfig) -> Connection:
             host, port, timeout=config.timeout, tls_cert_path=config.tls_cert_path, api_key=config.api_key,
             data_connections=config.data_connections, workers=config.workers,
             max_inflight_bytes=config.max_inflight_bytes, compression=config.compression,
-            in_process_server=server,
+            in_process_server=server, worker_nice=config.worker_nice,
         )
     except BaseException:
         if server is not None:

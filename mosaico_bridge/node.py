@@ -205,6 +205,7 @@ class BridgeNode(LifecycleNode):
             host=config.host, port=config.port, root=config.embedded_root, timeout=config.connect_timeout_s,
             tls_cert_path=config.tls_cert_path, api_key=config.api_key, data_connections=config.data_connections,
             workers=config.workers, max_inflight_bytes=config.max_inflight_bytes, compression=config.compression,
+            worker_nice=config.worker_nice,
         )
         where = f"{config.host}:{config.port}" if config.host else "the embedded server"
         try:

@@ -7,6 +7,7 @@ load); the real SDK (mosaicolabs 0.7.0) reading back.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import signal
 import time
@@ -205,6 +206,40 @@ def test_bad_parameter_is_refused_at_configure(server, procs):
     driver = procs.agent("driver")
     assert driver.ask("transition", node=NODE, transition="configure") == {"success": False, "state": "unconfigured"}
     bridge.wait_log(r"parameter 'on_error'")
+
+
+def _thread_nices(pid: int) -> dict[str, set[int]]:
+    """{OS thread name: nice values} of a process, from /proc/<pid>/task/*/stat (field 19)."""
+    out: dict[str, set[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        out.setdefault(name, set()).add(int(stat.rsplit(")", 1)[1].split()[16]))
+    return out
+
+
+@pytest.mark.parametrize(("where", "expected"), [("embedded", 10), ("host", 0), ("host_nice_3", 3)])
+def test_worker_nice_lowers_the_conversion_and_data_threads_not_the_executor(server, procs, where, expected):
+    params = {} if where == "embedded" else {"host": "127.0.0.1", "port": server.port}
+    if where == "host_nice_3":
+        params["worker_nice"] = 3
+    bridge = procs.bridge(**params)
+    driver = procs.agent("driver")
+    assert driver.ask("transition", node=NODE, transition="configure") == {"success": True, "state": "inactive"}
+    nices = _thread_nices(bridge.proc.pid)
+    # "python": the main thread, which spins the executor; it keeps the test's own nice value
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert nices.pop("python") == {base}, nices
+    workers = {name: n for name, n in nices.items() if name.startswith(("mb-convert", "mb-data"))}
+    assert any(name.startswith("mb-convert") for name in workers) and any(name.startswith("mb-data") for name in workers)
+    assert all(n == {min(19, base + expected)} for n in workers.values()), workers
+    # the rmw layer's threads (Fast DDS receive and events) keep the node's priority
+    dds = {name: n for name, n in nices.items() if name.startswith("dds.")}
+    assert dds and all(n == {base} for n in dds.values()), dds
+    assert driver.ask("transition", node=NODE, transition="cleanup")["success"]
 
 
 @pytest.mark.parametrize("policy", ["report", "delete"])

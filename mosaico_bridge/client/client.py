@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..common.threads import check_nice
 from ..protocol import auth, names
 from ..protocol import messages as msg
 from ..protocol.auth import APIKeyPermissionEnum
@@ -119,6 +120,7 @@ class MosaicoClient:
         max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
         compression: str = "none",
         in_process_server: LocalPutTarget | None = None,
+        worker_nice: int = 0,
     ) -> MosaicoClient:
         """Connect to the server at ``host:port`` and set up all four layers.
 
@@ -142,6 +144,10 @@ class MosaicoClient:
                 encoding, gRPC or copy (``docs/protocol.md`` § In-process data path);
                 ``compression`` then has no wire to act on. Control calls and reads
                 still use Flight.
+            worker_nice: added to the nice value of the executor pool's threads and of the
+                data connections' writer threads (0..19, default 0: unchanged; Linux only).
+                A recorder whose subscriptions share the CPU with this work sets it so that
+                taking messages comes first (``docs/live-path.md`` § Priorities).
 
         Raises:
             ConnectionError: the server is unreachable or does not answer in time, or the
@@ -151,10 +157,12 @@ class MosaicoClient:
                 malformed, unknown, revoked, expired, or below Read).
             ValueError: ``tls_cert_path`` is empty, cannot be read or holds no valid
                 certificate; ``api_key`` holds characters a header cannot carry; or
-                ``max_inflight_bytes`` < 1, or an unknown ``compression``.
+                ``max_inflight_bytes`` < 1, an unknown ``compression``, or ``worker_nice``
+                outside 0..19.
             FileNotFoundError: ``tls_cert_path`` does not exist.
         """
         compression = check_compression(compression)
+        check_nice(worker_nice)
         budget = InflightBudget(max_inflight_bytes)
         security = SecurityConfig.create(tls_cert_path, api_key)
         control = ControlConnection(host, port, security, timeout)
@@ -166,8 +174,8 @@ class MosaicoClient:
                 grpc_max_encode_message_size=reply.grpc_max_encode_message_size,
                 grpc_target_encode_message_size=reply.grpc_target_encode_message_size,
             )
-            pool = ConnectionPool(host, port, security, data_connections, in_process_server)
-            processing = ExecutorPool(workers)
+            pool = ConnectionPool(host, port, security, data_connections, in_process_server, worker_nice)
+            processing = ExecutorPool(workers, worker_nice)
             processing.warm()
             for conn in pool.connections:
                 conn.warm()
@@ -175,12 +183,13 @@ class MosaicoClient:
             control.close()
             raise
         log.info(
-            "connected to Mosaico %s at %s (%d data connections%s, %d workers%s)",
+            "connected to Mosaico %s at %s (%d data connections%s, %d workers%s%s)",
             info.version,
             security.location(host, port),
             len(pool),
             ", in-process DoPut" if in_process_server is not None else "",
             processing.workers,
+            f", nice +{worker_nice}" if worker_nice else "",
             f", key {security.api_key_fingerprint}" if security.api_key_fingerprint else "",
         )
         return cls(

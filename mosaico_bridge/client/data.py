@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 import pyarrow as pa
 from pyarrow import flight
 
-from ..common.threads import name_os_thread
+from ..common.threads import check_nice, worker_initializer
 from ..protocol.descriptors import doput_descriptor
 from .errors import translate
 from .security import SecurityConfig
@@ -48,12 +48,15 @@ class LocalPutTarget(Protocol):
 class DataConnection:
     """One Flight client of the pool and the thread that writes on it."""
 
-    def __init__(self, index: int, client: flight.FlightClient, in_process: LocalPutTarget | None = None) -> None:
+    def __init__(self, index: int, client: flight.FlightClient, in_process: LocalPutTarget | None = None,
+                 nice: int = 0) -> None:
         self.index = index
         self.client = client
         self._in_process = in_process
+        # Raised by ``nice``: this thread encodes and sends the batches, and with the
+        # embedded server it also writes them to the store.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mosaico-data-{index}",
-                                          initializer=name_os_thread)
+                                          initializer=worker_initializer(nice))
 
     def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
         """Run ``fn(*args)`` on this connection's writer thread, after everything submitted before."""
@@ -88,20 +91,22 @@ class DataConnection:
 
 
 class ConnectionPool:
-    """``size`` data connections to one server, handed out round-robin.
+    """``size`` data connections to one server, handed out round-robin; their writer
+    threads' nice value is raised by ``nice`` (0..19).
 
     Raises:
-        ValueError: if ``size`` < 1.
+        ValueError: if ``size`` < 1 or ``nice`` is outside 0..19.
     """
 
     def __init__(
         self, host: str, port: int, security: SecurityConfig, size: int = DEFAULT_DATA_CONNECTIONS,
-        in_process: LocalPutTarget | None = None,
+        in_process: LocalPutTarget | None = None, nice: int = 0,
     ) -> None:
         if size < 1:
             raise ValueError(f"data_connections must be >= 1, got {size}")
+        check_nice(nice)
         self.connections = [
-            DataConnection(i, security.new_flight_client(host, port), in_process) for i in range(size)
+            DataConnection(i, security.new_flight_client(host, port), in_process, nice) for i in range(size)
         ]
         self._next = itertools.cycle(self.connections)
         self._lock = threading.Lock()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from ..common.threads import name_os_thread
+from ..common.threads import check_nice, worker_initializer
 
 T = TypeVar("T")
 
@@ -24,19 +24,22 @@ def default_workers() -> int:
 
 
 class ExecutorPool:
-    """A pool of ``workers`` conversion threads.
+    """A pool of ``workers`` conversion threads, their nice value raised by ``nice``
+    (0..19; :func:`~mosaico_bridge.common.threads.lower_thread_priority`).
 
     Raises:
-        ValueError: if ``workers`` < 1.
+        ValueError: if ``workers`` < 1 or ``nice`` is outside 0..19.
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, nice: int = 0) -> None:
         workers = default_workers() if workers is None else workers
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        check_nice(nice)
         self.workers = workers
+        self.nice = nice
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mosaico-convert",
-                                        initializer=name_os_thread)
+                                        initializer=worker_initializer(nice))
 
     def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
         return self._pool.submit(fn, *args)
