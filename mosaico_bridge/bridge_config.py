@@ -23,10 +23,6 @@ from .protocol.errors import InvalidArgumentError
 from .sources.topic_filter import TopicFilter
 
 # name -> (default, description). Order is the order of config/bridge.yaml.
-#: What ``worker_nice: -1`` means with the embedded server, whose writes to its store run on
-#: the data connections' threads (``docs/live-path.md`` § Priorities); with a host it means 0.
-EMBEDDED_WORKER_NICE = 10
-
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "host": ("", "Mosaico server host. Empty: run an embedded server on embedded_root, as bag_import does."),
     "port": (names.DEFAULT_PORT, "Mosaico server port (1-65535)."),
@@ -87,12 +83,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "data_connections": (4, "Flight data connections; topics are striped over them round-robin (>= 1)."),
     "workers": (0, "Conversion threads of the executor pool; 0: CPU count (2..8)."),
     "worker_nice": (
-        -1,
+        0,
         "Added to the nice value (Linux, per thread) of the conversion threads and the data connections' "
         "writer threads, which also do the embedded server's writes: when the CPU is short, the executor "
         "thread and the rmw layer's receive threads run first and keep taking messages; what the store "
-        "cannot keep up with is then dropped at max_inflight_bytes and counted. 0..19; 0: the node's own "
-        "priority; -1 (default): 10 with the embedded server, 0 with a host.",
+        "cannot keep up with is then dropped at max_inflight_bytes and counted. 0..19; 0 (default): the "
+        "node's own priority. 10 helps cameras into the embedded server and slows floods of small messages "
+        "(docs/live-path.md).",
     ),
     "spool_dir": (
         "./mosaico_spool",
@@ -189,10 +186,8 @@ class BridgeConfig:
             if not isinstance(v, int) or v < minimum:
                 raise bad(name, f"must be an integer >= {minimum}, got {v!r}")
         nice = values["worker_nice"]
-        if isinstance(nice, bool) or not isinstance(nice, int) or not -1 <= nice <= MAX_NICE:
-            raise bad("worker_nice", f"must be -1 or an integer in 0..{MAX_NICE}, got {nice!r}")
-        if nice == -1:
-            nice = 0 if str(values["host"]).strip() else EMBEDDED_WORKER_NICE
+        if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= MAX_NICE:
+            raise bad("worker_nice", f"must be an integer in 0..{MAX_NICE}, got {nice!r}")
         timestamp_source = str(values["timestamp_source"]).strip().lower()
         if timestamp_source not in ("receive", "header"):
             raise bad("timestamp_source", f"must be 'receive' or 'header', got {values['timestamp_source']!r}")

@@ -84,16 +84,15 @@ def test_default_template_gives_a_valid_name():
     assert validate_sequence_name(name) == name
 
 
-@pytest.mark.parametrize("nice", [-2, 20, True, "5", 2.0])
-def test_worker_nice_outside_minus_1_to_19_refused_at_configure(nice):
+@pytest.mark.parametrize("nice", [-1, 20, True, "5", 2.0])
+def test_worker_nice_outside_0_to_19_refused_at_configure(nice):
     with pytest.raises(ValueError) as info:
         BridgeConfig.from_values(_values(worker_nice=nice), env={})
-    assert str(info.value) == f"parameter 'worker_nice': must be -1 or an integer in 0..19, got {nice!r}"
+    assert str(info.value) == f"parameter 'worker_nice': must be an integer in 0..19, got {nice!r}"
 
 
-def test_worker_nice_default_is_10_with_the_embedded_server_and_0_with_a_host():
-    assert BridgeConfig.from_values(_values(), env={}).worker_nice == 10
-    assert BridgeConfig.from_values(_values(host="mosaico.local"), env={}).worker_nice == 0
+def test_worker_nice_defaults_to_0_and_takes_0_to_19_with_either_server():
+    assert BridgeConfig.from_values(_values(), env={}).worker_nice == 0
     for nice in (0, 7, 19):
         assert BridgeConfig.from_values(_values(worker_nice=nice), env={}).worker_nice == nice
         assert BridgeConfig.from_values(_values(worker_nice=nice, host="mosaico.local"), env={}).worker_nice == nice
