@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client.transport import COMPRESSIONS
-from .common.threads import MAX_NICE
+from .common.threads import MAX_NICE, check_nice
 from .protocol import auth, names
 from .protocol.errors import InvalidArgumentError
 from .sources.topic_filter import TopicFilter
@@ -186,8 +186,10 @@ class BridgeConfig:
             if not isinstance(v, int) or v < minimum:
                 raise bad(name, f"must be an integer >= {minimum}, got {v!r}")
         nice = values["worker_nice"]
-        if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= MAX_NICE:
-            raise bad("worker_nice", f"must be an integer in 0..{MAX_NICE}, got {nice!r}")
+        try:
+            check_nice(nice)
+        except ValueError:
+            raise bad("worker_nice", f"must be an integer in 0..{MAX_NICE}, got {nice!r}") from None
         timestamp_source = str(values["timestamp_source"]).strip().lower()
         if timestamp_source not in ("receive", "header"):
             raise bad("timestamp_source", f"must be 'receive' or 'header', got {values['timestamp_source']!r}")

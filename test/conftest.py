@@ -72,6 +72,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def task_nice(task: Path) -> tuple[str, int]:
+    """(OS name, nice value) of a thread, from ``task``/stat (``/proc/<pid>/task/<tid>``; field 19).
+
+    Raises:
+        OSError: the thread ended.
+    """
+    stat = (task / "stat").read_text()
+    return stat[stat.index("(") + 1:stat.rindex(")")], int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def thread_nices(pid: int) -> dict[str, set[int]]:
+    """{OS thread name: nice values} of a process's threads (:func:`task_nice`)."""
+    out: dict[str, set[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name, nice = task_nice(task)
+        except OSError:
+            continue  # the thread ended
+        out.setdefault(name, set()).add(nice)
+    return out
+
+
 def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
     """Poll ``predicate`` every 20 ms until it returns a true value (returned), at most ``timeout`` s."""
     import time

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, free_port, shared_bag
+from conftest import REPO, free_port, shared_bag, thread_nices
 from ros_util import Agent, BridgeProcess
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
@@ -208,19 +208,6 @@ def test_bad_parameter_is_refused_at_configure(server, procs):
     bridge.wait_log(r"parameter 'on_error'")
 
 
-def _thread_nices(pid: int) -> dict[str, set[int]]:
-    """{OS thread name: nice values} of a process, from /proc/<pid>/task/*/stat (field 19)."""
-    out: dict[str, set[int]] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
-            continue  # the thread ended
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        out.setdefault(name, set()).add(int(stat.rsplit(")", 1)[1].split()[16]))
-    return out
-
-
 @pytest.mark.parametrize(("where", "expected"), [("embedded", 0), ("embedded", 10), ("host", 3)])
 def test_worker_nice_lowers_the_conversion_and_data_threads_not_the_executor(server, procs, where, expected):
     params = {} if where == "embedded" else {"host": "127.0.0.1", "port": server.port}
@@ -229,7 +216,7 @@ def test_worker_nice_lowers_the_conversion_and_data_threads_not_the_executor(ser
     bridge = procs.bridge(**params)
     driver = procs.agent("driver")
     assert driver.ask("transition", node=NODE, transition="configure") == {"success": True, "state": "inactive"}
-    nices = _thread_nices(bridge.proc.pid)
+    nices = thread_nices(bridge.proc.pid)
     # "python": the main thread, which spins the executor; it keeps the test's own nice value
     base = os.getpriority(os.PRIO_PROCESS, 0)
     assert nices.pop("python") == {base}, nices

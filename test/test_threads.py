@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
 
-import os
-
 import pyarrow.flight as flight
 import pytest
+from conftest import task_nice
 
 from mosaico_bridge.client.data import DataConnection
 from mosaico_bridge.client.processing import ExecutorPool
@@ -63,10 +63,9 @@ def test_conversion_and_data_threads_run_at_the_raised_nice_value_and_the_caller
     try:
         assert {pool.submit(_own_nice).result(timeout=10) for _ in range(20)} == {min(19, base + 5)}
         assert conn.submit(_own_nice).result(timeout=10) == min(19, base + 7)
-        # /proc agrees with getpriority: field 19 of the thread's stat is its nice value
+        # /proc agrees with getpriority
         tid = conn.submit(threading.get_native_id).result(timeout=10)
-        stat = Path(f"/proc/self/task/{tid}/stat").read_text()
-        assert int(stat.rsplit(")", 1)[1].split()[16]) == min(19, base + 7)
+        assert task_nice(Path(f"/proc/self/task/{tid}")) == ("mb-data-0_0", min(19, base + 7))
     finally:
         pool.close()
         conn.close()

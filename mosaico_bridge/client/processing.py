@@ -37,7 +37,6 @@ class ExecutorPool:
             raise ValueError(f"workers must be >= 1, got {workers}")
         check_nice(nice)
         self.workers = workers
-        self.nice = nice
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mosaico-convert",
                                         initializer=worker_initializer(nice))
 
