@@ -91,6 +91,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "node's own priority. 10 helps cameras into the embedded server and slows floods of small messages "
         "(docs/live-path.md).",
     ),
+    "warm_memory": (
+        True,
+        "When the first topic whose type carries a byte array (images, point clouds) is subscribed, "
+        "fault in 3/4 of max_inflight_bytes of the process's heap in the background and keep it for "
+        "the messages, so that the first seconds of a camera do not pay for new pages (docs/live-path.md "
+        "§ Warm memory). RSS then starts that much higher; false: grow as messages arrive.",
+    ),
     "spool_dir": (
         "./mosaico_spool",
         "Where record batches go when the server can no longer take them (server lost, key revoked): "
@@ -154,6 +161,7 @@ class BridgeConfig:
     data_connections: int
     workers: int | None
     worker_nice: int
+    warm_memory: bool
     spool_dir: str | None
     reconnect_max_backoff_s: float
     max_inflight_bytes: int
@@ -190,6 +198,8 @@ class BridgeConfig:
             check_nice(nice)
         except ValueError:
             raise bad("worker_nice", f"must be an integer in 0..{MAX_NICE}, got {nice!r}") from None
+        if not isinstance(values["warm_memory"], bool):
+            raise bad("warm_memory", f"must be true or false, got {values['warm_memory']!r}")
         timestamp_source = str(values["timestamp_source"]).strip().lower()
         if timestamp_source not in ("receive", "header"):
             raise bad("timestamp_source", f"must be 'receive' or 'header', got {values['timestamp_source']!r}")
@@ -268,6 +278,7 @@ class BridgeConfig:
             data_connections=values["data_connections"],
             workers=values["workers"] or None,
             worker_nice=nice,
+            warm_memory=values["warm_memory"],
             spool_dir=str(values["spool_dir"]).strip() or None,
             reconnect_max_backoff_s=float(backoff),
             max_inflight_bytes=values["max_inflight_bytes"],

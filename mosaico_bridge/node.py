@@ -73,7 +73,7 @@ from rclpy.task import Future
 from .bridge_config import PARAMETERS, BridgeConfig
 from .client import DEFAULT_MAX_INFLIGHT_BYTES, MosaicoClient, MosaicoError, SequenceWriter, SessionLevelErrorPolicy
 from .common.imports import keep_pandas_out
-from .common.memory import keep_freed_memory
+from .common.memory import keep_freed_memory, warm_heap
 from .conversion import ConversionError
 from .embedded import Connection, EmbeddedServerError, ServerConfig, connect_or_embed
 from .protocol.errors import InvalidArgumentError
@@ -140,6 +140,7 @@ class BridgeNode(LifecycleNode):
         self._retry_thread: threading.Thread | None = None
         self._upload_thread: threading.Thread | None = None
         self.spool_state = "streaming"  # streaming | spooling | uploading
+        self._memory_warmed = False  # warm_heap ran in this process (once: the memory is kept)
 
     # ================================================================ transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -514,7 +515,21 @@ class BridgeNode(LifecycleNode):
         except (LookupError, ValueError, ConversionError, InvalidArgumentError) as exc:
             self.get_logger().warning(f"topic {topic} [{msgtype}] not recorded: {exc}")
             return None
+        if getattr(writer.converter, "has_byte_arrays", False):
+            self._warm_memory(topic)
         return self._stamped(writer.push, msgtype)
+
+    def _warm_memory(self, topic: str) -> None:
+        """Once per process, with ``warm_memory``: fault in 3/4 of the memory budget of the
+        executor thread's heap in the background (``common/memory.py`` ``warm_heap``), so
+        that the first large messages reuse warm pages (docs/live-path.md § Warm memory)."""
+        assert self.config is not None
+        if not self.config.warm_memory or self._memory_warmed:
+            return
+        thread = warm_heap(3 * self.config.max_inflight_bytes // 4)
+        self._memory_warmed = thread is not None
+        if thread is not None:
+            self.get_logger().info(f"{topic} carries byte arrays: warming the heap for its messages in the background")
 
     def _stamped(self, push: Sink, msgtype: str) -> Sink:
         """``push``, or with ``timestamp_source: header`` a sink giving it the message's header.stamp."""

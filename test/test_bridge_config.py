@@ -91,6 +91,18 @@ def test_worker_nice_outside_0_to_19_refused_at_configure(nice):
     assert str(info.value) == f"parameter 'worker_nice': must be an integer in 0..19, got {nice!r}"
 
 
+@pytest.mark.parametrize("value", [1, 0, "true", None])
+def test_warm_memory_must_be_a_bool(value):
+    with pytest.raises(ValueError) as info:
+        BridgeConfig.from_values(_values(warm_memory=value), env={})
+    assert str(info.value) == f"parameter 'warm_memory': must be true or false, got {value!r}"
+
+
+def test_warm_memory_defaults_to_true():
+    assert BridgeConfig.from_values(_values(), env={}).warm_memory is True
+    assert BridgeConfig.from_values(_values(warm_memory=False), env={}).warm_memory is False
+
+
 def test_worker_nice_defaults_to_0_and_takes_0_to_19_with_either_server():
     assert BridgeConfig.from_values(_values(), env={}).worker_nice == 0
     for nice in (0, 7, 19):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, free_port, shared_bag, thread_nices
+from conftest import REPO, free_port, shared_bag, thread_nices, wait_until
 from ros_util import Agent, BridgeProcess
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
@@ -540,6 +540,33 @@ def _vm_kib(pid: int, field: str) -> int:
     import pathlib
 
     return int(re.search(rf"{field}:\s+(\d+) kB", pathlib.Path(f"/proc/{pid}/status").read_text()).group(1))
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_warm_memory_faults_in_the_heap_when_an_image_topic_is_subscribed(server, procs, warm):
+    """warm_memory: when the first topic with a byte array (an Image) is subscribed, 3/4 of
+    max_inflight_bytes (here 48 of 64 MiB) of the bridge's heap is faulted in before any
+    message arrives; its RSS shows it. Off: nothing is warmed."""
+    budget = 64 * 1024 * 1024
+    bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name=f"warm_{warm}",
+                          topics=["/cam/image_raw", "/note"], max_inflight_bytes=budget, warm_memory=warm)
+    driver, publisher = procs.agent("driver"), procs.agent("publisher")
+    publisher.ask("advertise", topic="/note", type="std_msgs/msg/String")
+    assert driver.ask("transition", node=NODE, transition="configure")["success"]
+    assert driver.ask("transition", node=NODE, transition="activate")["success"]
+    bridge.wait_log(r"recording /note", timeout=30)
+    assert "warming the heap" not in bridge.log()  # a String has no byte array
+    base = _vm_kib(bridge.proc.pid, "VmRSS")
+    publisher.ask("advertise", topic="/cam/image_raw", type="sensor_msgs/msg/Image")
+    bridge.wait_log(r"recording /cam/image_raw", timeout=30)
+    if warm:
+        assert re.search(r"/cam/image_raw carries byte arrays: warming the heap", bridge.log())
+        wait_until(lambda: _vm_kib(bridge.proc.pid, "VmRSS") - base >= 0.9 * 3 * budget / 4 / 1024, timeout=30,
+                   what="the bridge's RSS to grow by the warmed heap")
+    else:
+        assert "warming the heap" not in bridge.log()
+        assert _vm_kib(bridge.proc.pid, "VmRSS") - base < 3 * budget / 4 / 1024 / 2
+    assert driver.ask("transition", node=NODE, transition="deactivate")["success"]
 
 
 #: Memory the bridge may take above max_inflight_bytes and above what a bare subscriber on the

@@ -250,6 +250,11 @@ class TopicWriter:
         return self._error
 
     @property
+    def converter(self) -> BatchConverter | None:
+        """The converter given at creation (None: :meth:`push_batch` only)."""
+        return self._converter
+
+    @property
     def is_open(self) -> bool:
         return not self._closed
 

@@ -13,6 +13,9 @@ that way, 0.2–0.3 s with the thresholds fixed (``docs/live-path.md``).
 from __future__ import annotations
 
 import platform
+import threading
+
+from .threads import name_os_thread
 
 #: ``mallopt`` parameters (<malloc.h>)
 M_TRIM_THRESHOLD = -1
@@ -21,6 +24,16 @@ M_MMAP_THRESHOLD = -3
 #: Allocations up to this size come from the heap, where freed memory is reused; glibc
 #: accepts at most 32 MiB on 64-bit systems. Larger ones are still mapped and unmapped.
 MMAP_THRESHOLD_BYTES = 32 << 20
+
+#: :func:`warm_heap` allocates and touches its memory in pieces of this size (bytes), below
+#: MMAP_THRESHOLD_BYTES so that they come from the heap
+WARM_PIECE_BYTES = 8 << 20
+
+#: what keep_freed_memory retains (bytes); 0 until it has succeeded in this process
+_retain_bytes = 0
+#: one small allocation per warmed region, never freed: it separates the region from the top
+#: of the heap, so that freeing the region never reaches the trim threshold
+_fences: list[int] = []
 
 
 def keep_freed_memory(retain_bytes: int) -> bool:
@@ -34,12 +47,74 @@ def keep_freed_memory(retain_bytes: int) -> bool:
     Returns:
         True if both thresholds were set; False off glibc (nothing changes).
     """
-    if platform.libc_ver()[0] != "glibc":
+    global _retain_bytes
+    libc = _libc()
+    if libc is None:
         return False
+    ok = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(libc.mallopt(M_TRIM_THRESHOLD, int(retain_bytes)))
+    _retain_bytes = int(retain_bytes) if ok else 0
+    return ok
+
+
+def _libc():
+    """glibc through ctypes (malloc, free, mallopt typed), or None off glibc."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
     import ctypes
 
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        libc.malloc.argtypes = [ctypes.c_size_t]
+        libc.free.restype = None
+        libc.free.argtypes = [ctypes.c_void_p]
+        libc.mallopt  # noqa: B018 - AttributeError if absent
     except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, int(retain_bytes)))
+        return None
+    return libc
+
+
+def warm_heap(nbytes: int, name: str = "mb-warm") -> threading.Thread | None:
+    """Fault in up to ``nbytes`` (bytes) of the calling thread's malloc arena, in the
+    background, and leave it free for that thread's next allocations.
+
+    The pieces are allocated on the calling thread (so in its arena) and written and freed
+    by a thread named ``name``: the first touch of each page, which on a VM can cost a fault
+    in the host (``docs/live-path.md`` § Warm memory), is paid there, without the GIL, instead
+    of by the first large messages the caller allocates. Needs :func:`keep_freed_memory`
+    first (else the freed memory would go back to the OS); at most 3/4 of what it retains.
+    RSS rises by the warmed bytes at once; it does not add to the peak of a load that fills
+    them with messages.
+
+    Returns:
+        The started thread (join it to wait), or None if nothing is warmed (off glibc,
+        without keep_freed_memory, ``nbytes`` below one piece, or malloc failed).
+    """
+    libc = _libc()
+    count = min(int(nbytes), 3 * _retain_bytes // 4) // WARM_PIECE_BYTES
+    if libc is None or count <= 0:
+        return None
+    pieces = []
+    for _ in range(count):
+        p = libc.malloc(WARM_PIECE_BYTES)
+        if not p:
+            break
+        pieces.append(p)
+    fence = libc.malloc(64)
+    if not pieces or not fence:
+        for p in pieces:
+            libc.free(p)
+        return None
+    _fences.append(fence)
+
+    def touch() -> None:
+        import ctypes
+
+        name_os_thread()
+        for p in pieces:
+            ctypes.memset(p, 0, WARM_PIECE_BYTES)  # a foreign call: runs without the GIL
+            libc.free(p)  # back to the arena it came from (the caller's)
+
+    thread = threading.Thread(target=touch, name=name, daemon=True)
+    thread.start()
+    return thread

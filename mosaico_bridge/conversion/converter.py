@@ -123,6 +123,12 @@ class TopicConverter:
         self._fixed_row_bytes = 8 + sum(f.column.fixed_bytes() for f in root.fields)
         self.plan = plan if plan is not None and root.supports_columnar() else None
 
+    @property
+    def has_byte_arrays(self) -> bool:
+        """The type (or a nested type) has a ``uint8[]``-like field decoded by the plan
+        path: its large messages (images, point clouds) become zero-copy record batches."""
+        return self.plan is not None and self.plan.has_byte_runs
+
     def __repr__(self) -> str:
         return (
             f"TopicConverter({self.msgtype!r}, encoding={self.encoding!r}, "
