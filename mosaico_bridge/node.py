@@ -140,7 +140,7 @@ class BridgeNode(LifecycleNode):
         self._retry_thread: threading.Thread | None = None
         self._upload_thread: threading.Thread | None = None
         self.spool_state = "streaming"  # streaming | spooling | uploading
-        self._memory_warmed = False  # warm_heap ran in this process (once: the memory is kept)
+        self._memory_warmed = False  # warm_heap ran for this node (once: the process keeps the memory)
 
     # ================================================================ transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -520,7 +520,7 @@ class BridgeNode(LifecycleNode):
         return self._stamped(writer.push, msgtype)
 
     def _warm_memory(self, topic: str) -> None:
-        """Once per process, with ``warm_memory``: fault in 3/4 of the memory budget of the
+        """Once per node, with ``warm_memory``: fault in 3/4 of the memory budget of the
         executor thread's heap in the background (``common/memory.py`` ``warm_heap``), so
         that the first large messages reuse warm pages (docs/live-path.md § Warm memory)."""
         assert self.config is not None

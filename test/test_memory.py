@@ -34,10 +34,15 @@ print(json.dumps({"tuned": tuned, "faults": (faults() - f0) / n}))
 """
 
 
-def faults_per_message(mode: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", FAULTS_PER_MESSAGE, mode], capture_output=True, text=True,
+def run_snippet(code: str, *args: str) -> dict:
+    """Run ``code`` in a fresh interpreter (malloc settings are process-wide); its last JSON line."""
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           timeout=120, cwd=REPO, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def faults_per_message(mode: str) -> dict:
+    return run_snippet(FAULTS_PER_MESSAGE, mode)
 
 
 def test_freed_large_messages_are_reused_without_page_faults():
@@ -71,9 +76,7 @@ print(json.dumps({"warmed": thread is not None, "faults": (faults() - f0) / 8}))
 
 
 def faults_after_warm(keep: str, nbytes: int) -> dict:
-    proc = subprocess.run([sys.executable, "-c", FAULTS_AFTER_WARM, keep, str(nbytes)], capture_output=True,
-                          text=True, timeout=120, cwd=REPO, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_snippet(FAULTS_AFTER_WARM, keep, str(nbytes))
 
 
 def test_warm_heap_lets_the_first_large_messages_reuse_faulted_pages():
