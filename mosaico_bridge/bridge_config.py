@@ -98,6 +98,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "the messages, so that the first seconds of a camera do not pay for new pages (docs/live-path.md "
         "§ Warm memory). RSS then starts that much higher; false: grow as messages arrive.",
     ),
+    "receive_thread": (
+        True,
+        "Topics whose type carries a byte array (images, point clouds) are taken on a thread of the "
+        "bridge's own (mb-take) through rcl, outside the ROS executor and without the GIL: one copy per "
+        "message instead of rclpy's two, and the conversion and upload threads do not wait for it "
+        "(docs/live-path.md § The take thread). false: rclpy's executor takes them, as every other topic.",
+    ),
     "spool_dir": (
         "./mosaico_spool",
         "Where record batches go when the server can no longer take them (server lost, key revoked): "
@@ -162,6 +169,7 @@ class BridgeConfig:
     workers: int | None
     worker_nice: int
     warm_memory: bool
+    receive_thread: bool
     spool_dir: str | None
     reconnect_max_backoff_s: float
     max_inflight_bytes: int
@@ -198,8 +206,9 @@ class BridgeConfig:
             check_nice(nice)
         except ValueError:
             raise bad("worker_nice", f"must be an integer in 0..{MAX_NICE}, got {nice!r}") from None
-        if not isinstance(values["warm_memory"], bool):
-            raise bad("warm_memory", f"must be true or false, got {values['warm_memory']!r}")
+        for flag in ("warm_memory", "receive_thread"):
+            if not isinstance(values[flag], bool):
+                raise bad(flag, f"must be true or false, got {values[flag]!r}")
         timestamp_source = str(values["timestamp_source"]).strip().lower()
         if timestamp_source not in ("receive", "header"):
             raise bad("timestamp_source", f"must be 'receive' or 'header', got {values['timestamp_source']!r}")
@@ -279,6 +288,7 @@ class BridgeConfig:
             workers=values["workers"] or None,
             worker_nice=nice,
             warm_memory=values["warm_memory"],
+            receive_thread=values["receive_thread"],
             spool_dir=str(values["spool_dir"]).strip() or None,
             reconnect_max_backoff_s=float(backoff),
             max_inflight_bytes=values["max_inflight_bytes"],

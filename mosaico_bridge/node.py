@@ -73,7 +73,7 @@ from rclpy.task import Future
 from .bridge_config import PARAMETERS, BridgeConfig
 from .client import DEFAULT_MAX_INFLIGHT_BYTES, MosaicoClient, MosaicoError, SequenceWriter, SessionLevelErrorPolicy
 from .common.imports import keep_pandas_out
-from .common.memory import keep_freed_memory, warm_heap
+from .common.memory import keep_freed_memory
 from .conversion import ConversionError
 from .embedded import Connection, EmbeddedServerError, ServerConfig, connect_or_embed
 from .protocol.errors import InvalidArgumentError
@@ -141,6 +141,15 @@ class BridgeNode(LifecycleNode):
         self._upload_thread: threading.Thread | None = None
         self.spool_state = "streaming"  # streaming | spooling | uploading
         self._memory_warmed = False  # warm_heap ran for this node (once: the process keeps the memory)
+        self._byte_topics: set[str] = set()  # topics whose type has a byte array, this activation
+
+    def destroy_node(self) -> None:
+        """Remove the subscriptions first: those of the mb-take thread live on this node's
+        rcl handle, which rclpy does not know of."""
+        if self.source is not None:
+            self.source.unsubscribe()
+            self.source = None
+        super().destroy_node()
 
     # ================================================================ transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -243,8 +252,10 @@ class BridgeNode(LifecycleNode):
             self._open_session()
         self.snapshots = {}
         self._sim_time = self.get_clock().ros_time_is_active
+        self._byte_topics = set()
         self.source = LiveSource(self, cfg.topic_filter, self._on_new_topic, cfg.qos_overrides,
-                                 info=self.get_logger().info, now_ns=self._now_ns)
+                                 info=self.get_logger().info, now_ns=self._now_ns,
+                                 off_executor=self._byte_topics.__contains__ if cfg.receive_thread else None)
         self.source.start()
         self._timers = [
             self._steady_timer(cfg.discovery_period_s, self._safe(self._discover)),
@@ -516,19 +527,21 @@ class BridgeNode(LifecycleNode):
             self.get_logger().warning(f"topic {topic} [{msgtype}] not recorded: {exc}")
             return None
         if getattr(writer.converter, "has_byte_arrays", False):
+            self._byte_topics.add(topic)  # taken on the mb-take thread with receive_thread
             self._warm_memory(topic)
         return self._stamped(writer.push, msgtype)
 
     def _warm_memory(self, topic: str) -> None:
-        """Once per node, with ``warm_memory``: fault in 3/4 of the memory budget of the
-        executor thread's heap in the background (``common/memory.py`` ``warm_heap``), so
+        """Once per node, with ``warm_memory``: fault in 3/4 of the memory budget of the heap
+        the topic's messages come from (the ``mb-take`` thread's with ``receive_thread``, else
+        the executor thread's) in the background (``common/memory.py`` ``warm_heap``), so
         that the first large messages reuse warm pages (docs/live-path.md § Warm memory)."""
         assert self.config is not None
         if not self.config.warm_memory or self._memory_warmed:
             return
-        thread = warm_heap(3 * self.config.max_inflight_bytes // 4)
-        self._memory_warmed = thread is not None
-        if thread is not None:
+        assert self.source is not None
+        self._memory_warmed = self.source.warm(topic, 3 * self.config.max_inflight_bytes // 4)
+        if self._memory_warmed:
             self.get_logger().info(f"{topic} carries byte arrays: warming the heap for its messages in the background")
 
     def _stamped(self, push: Sink, msgtype: str) -> Sink:

@@ -569,6 +569,39 @@ def test_warm_memory_faults_in_the_heap_when_an_image_topic_is_subscribed(server
     assert driver.ask("transition", node=NODE, transition="deactivate")["success"]
 
 
+@pytest.mark.parametrize("receive_thread", [True, False])
+def test_image_topics_are_taken_on_the_take_thread(server, procs, receive_thread):
+    """receive_thread (default true): an Image topic is taken on the bridge's mb-take thread,
+    a String topic by the executor; false: both by the executor. Either way every frame is
+    stored whole (SHA-1 of each frame's data read back through the SDK)."""
+    import mosaicolabs
+
+    bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name=f"take_{receive_thread}",
+                          topics=["/cam/image_raw", "/note"], receive_thread=receive_thread)
+    driver, publisher = procs.agent("driver"), procs.agent("publisher")
+    publisher.ask("advertise", topic="/note", type="std_msgs/msg/String")
+    assert driver.ask("transition", node=NODE, transition="configure")["success"]
+    assert driver.ask("transition", node=NODE, transition="activate")["success"]
+    bridge.wait_log(r"recording /note", timeout=30)
+    publisher.start("images", topic="/cam/image_raw", hz=30, seconds=2, width=640, height=480)
+    line = bridge.wait_log(r"recording /cam/image_raw .*", timeout=30).group(0)
+    out = publisher.result(timeout=60)
+    assert out["published"] >= 55, out
+    threads = thread_nices(bridge.proc.pid)
+    assert ("mb-take" in threads) == receive_thread, threads
+    assert ("mb-take thread" in line) == receive_thread, line
+    assert not re.search(r"recording /note .*mb-take", bridge.log())
+    driver.ask("wait_received", node="mosaico_bridge", counts={"/cam/image_raw": out["published"]}, timeout=60)
+    assert driver.ask("transition", node=NODE, transition="deactivate")["success"]
+    assert "mb-take" not in thread_nices(bridge.proc.pid)  # the take thread ends with the session
+    c = bridge.counters()[-1]["/cam/image_raw"]
+    assert c["received"] == c["written"] == out["published"] and c["dropped"] == 0, c
+    with mosaicolabs.MosaicoClient.connect("127.0.0.1", server.port) as sdk:
+        handler = sdk.topic_handler(f"take_{receive_thread}", "/cam/image_raw")
+        got = [hashlib.sha1(bytes(m.data.data)).hexdigest() for m in handler.get_data_streamer()]
+    assert got == out["sha1"]
+
+
 #: Memory the bridge may take above max_inflight_bytes and above what a bare subscriber on the
 #: same topic, at the same time, takes (the rmw layer's own samples: received and not yet
 #: taken, fragments being reassembled; the same for any subscriber, 45-100 MiB under this

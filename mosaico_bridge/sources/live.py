@@ -10,6 +10,12 @@ threads, never on the ROS executor thread. A topic's sink can be replaced while
 subscribed (:meth:`LiveSource.retarget`, used to split sessions): the callback reads it
 at each message.
 
+Large messages: a topic the ``off_executor`` predicate names (the node names those whose
+type has a byte array: Image, PointCloud2...) is subscribed through rcl directly and taken
+on the ``mb-take`` thread without the GIL, one copy per message (:mod:`.rcl_take`); the
+others, and every topic where rcl cannot be reached through ctypes, through rclpy's
+executor with ``raw=True``.
+
 QoS: like rosbag2, a subscription takes the reliability and durability its publishers
 offer (reliable only if every publisher is reliable, transient-local only if every
 publisher is), so latched ``/tf_static``-style samples are received; a per-topic
@@ -30,7 +36,9 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from ..common.memory import warm_heap
 from ..protocol.errors import MosaicoError
+from . import rcl_take
 from .topic_filter import TopicFilter
 
 log = logging.getLogger("mosaico_bridge.sources")
@@ -137,7 +145,8 @@ def adapted_qos(node: Node, topic: str, override=None) -> QoSProfile:
     return qos
 
 
-#: sink(timestamp_ns, serialized message, receive time from time.monotonic_ns()) -> accepted
+#: sink(timestamp_ns, serialized message (bytes or pyarrow.Buffer), receive time from
+#: time.monotonic_ns()) -> accepted
 Sink = Callable[[int, bytes, int], object]
 
 
@@ -155,6 +164,10 @@ class LiveSource:
         info: where to report subscriptions and skipped topics (default: this module's logger).
         now_ns: the receive clock in ns (default: ``time.time_ns``, wall clock since the
             Unix epoch); the node passes its ROS clock.
+        off_executor: ``off_executor(topic)`` true: take the topic's messages on the
+            ``mb-take`` thread (:mod:`.rcl_take`), its sink then gets a ``pyarrow.Buffer``
+            for a message of 64 KiB or more. Asked after ``on_topic`` accepted the topic.
+            Default: every topic through rclpy's executor.
     """
 
     def __init__(
@@ -165,6 +178,7 @@ class LiveSource:
         qos_overrides: dict | None = None,
         info: Callable[[str], None] | None = None,
         now_ns: Callable[[], int] | None = None,
+        off_executor: Callable[[str], bool] | None = None,
     ) -> None:
         self.node = node
         self._info = info or log.info
@@ -177,6 +191,10 @@ class LiveSource:
         self.msgtypes: dict[str, str] = {}  # subscribed topic -> its message type
         self._now_ns = now_ns or time.time_ns
         self._error: BaseException | None = None
+        self._off_executor = off_executor
+        self._taker: rcl_take.RclTaker | None = None
+        self._taken: dict[str, object] = {}  # topic -> its RclTaker entry
+        self._taker_refused = False  # rcl_take.available() said no (logged once)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -185,8 +203,13 @@ class LiveSource:
 
     def unsubscribe(self) -> None:
         """Destroy every subscription (no more callbacks after this returns)."""
-        for _topic, sub in list(self._subs.items()):
-            self.node.destroy_subscription(sub)
+        for topic, sub in list(self._subs.items()):
+            if topic not in self._taken:
+                self.node.destroy_subscription(sub)
+        if self._taker is not None:
+            self._taker.close()
+            self._taker = None
+        self._taken.clear()
         self._subs.clear()
         self._sinks.clear()
         self.msgtypes.clear()
@@ -201,6 +224,35 @@ class LiveSource:
             KeyError: ``topic`` is not subscribed.
         """
         self._sinks[topic][0] = sink
+
+    def warm(self, topic: str, nbytes: int) -> bool:
+        """Fault in ``nbytes`` (bytes) of the heap that the messages of ``topic`` will be
+        allocated from (``common/memory.py`` ``warm_heap``): the ``mb-take`` thread's for a
+        topic taken off the executor, else the calling thread's (the executor's). Returns
+        whether warming started (on the take thread: was asked)."""
+        taker = self._taker_for(topic)
+        if taker is not None:
+            taker.call_soon(lambda: warm_heap(nbytes))
+            return True
+        return warm_heap(nbytes) is not None
+
+    def _taker_for(self, topic: str) -> rcl_take.RclTaker | None:
+        """The take thread if ``topic`` goes off the executor (started now if needed)."""
+        if self._off_executor is None or self._taker_refused or not self._off_executor(topic):
+            return None
+        if self._taker is None:
+            try:
+                self._taker = rcl_take.RclTaker(self.node, self._take_error)
+            except RuntimeError as exc:
+                self._taker_refused = True
+                self._info(f"large messages are taken through rclpy's executor: {exc}")
+                return None
+        return self._taker
+
+    def _take_error(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+            log.error("%s", exc)
 
     @property
     def error(self) -> BaseException | None:
@@ -237,10 +289,15 @@ class LiveSource:
             cell = [sink]
             self._sinks[topic] = cell
             self.msgtypes[topic] = msgtype
-            self._subs[topic] = self.node.create_subscription(
-                cls, topic, self._callback_for(cell), qos, raw=True
-            )
-            self._info(f"recording {topic} [{msgtype}] ({qos.reliability.name}, {qos.durability.name}, {qos.history.name})")
+            taker = self._taker_for(topic)
+            if taker is not None:
+                self._subs[topic] = self._taken[topic] = taker.subscribe(topic, cls, qos, self._callback_for(cell))
+            else:
+                self._subs[topic] = self.node.create_subscription(
+                    cls, topic, self._callback_for(cell), qos, raw=True
+                )
+            self._info(f"recording {topic} [{msgtype}] ({qos.reliability.name}, {qos.durability.name}, "
+                       f"{qos.history.name}{', mb-take thread' if taker is not None else ''})")
             new.append(topic)
         return new
 
@@ -248,7 +305,7 @@ class LiveSource:
     def _callback_for(self, cell: list[Sink]) -> Callable[[bytes], None]:
         now, mono = self._now_ns, time.monotonic_ns
 
-        def callback(serialized: bytes) -> None:
+        def callback(serialized) -> None:
             try:
                 cell[0](now(), serialized, mono())
             except (RuntimeError, MosaicoError) as exc:  # reported to the node at its next check
