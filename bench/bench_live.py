@@ -395,9 +395,9 @@ def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, p
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
+        threads = thread_cpu(bridge.pid)  # before deactivate, which ends the mb-take thread
         assert driver.transition("deactivate")
         cpu, rss = proc_cpu_rss(bridge.pid)
-        threads = thread_cpu(bridge.pid)
     finally:
         bridge.send_signal(signal.SIGINT)
         bridge.wait(timeout=120)
@@ -516,7 +516,7 @@ def main() -> int:
               f"publishers' CPU {bare_info['pub_cpu']:.1f} s, bare subscriber's CPU {bare_info['cpu']:.1f} s and "
               f"peak RSS {bare_info['hwm_mib']:.0f} MiB; bridge run: machine busy {busy_brg:.0%}, publishers' CPU "
               f"{pub_cpu:.1f} s")
-        print(f"   bridge CPU by thread (threads alive at the end): {top_threads(threads[0])}")
+        print(f"   bridge CPU by thread (threads alive before deactivate): {top_threads(threads[0])}")
         if threads[1]:
             print(f"   server CPU by thread (threads alive at the end; a DoPut handler thread that ended is "
                   f"only in the total): {top_threads(threads[1])}")
