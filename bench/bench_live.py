@@ -427,6 +427,8 @@ def main() -> int:
     ap.add_argument("--warm-pages", type=float, default=0, metavar="GIB",
                     help="diagnostic: before each bridge run publishes, write and delete GIB GiB in the store's "
                          "filesystem, so the store's writes land on pages the VM's host still backs")
+    ap.add_argument("--server-nice", type=int, default=0, metavar="N",
+                    help="diagnostic: run the server process (mosaico_server, acks) at nice N")
     args = ap.parse_args()
     args.keep = args.keep or args.perf
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
@@ -437,6 +439,8 @@ def main() -> int:
     port = free_port()
     cmd = ([PY, str(REPO / "test" / "ros_procs" / "ack_server.py")] if args.server == "acks"
            else [PY, "-m", "mosaico_bridge.cli.server"])
+    if args.server_nice:
+        cmd = ["nice", "-n", str(args.server_nice), *cmd]
     embedded = args.server == "embedded"
     # embedded: the bridge runs the server in its own process (no host); a server process
     # on the same root counts the rows once the bridge has exited
@@ -489,6 +493,7 @@ def main() -> int:
           f"bridge parameters {args.param or 'default'}; "
           + (f"{args.warm_pages:g} GiB written and deleted in the store's filesystem before each bridge run; "
              if args.warm_pages else "")
+          + (f"server process at nice {args.server_nice}; " if args.server_nice else "")
           + "bare = bare rclpy subscriber (raw, reliable, KEEP_ALL, EventsExecutor), run alone before the bridge")
     floor_mbps = max((sustained(f) for f in (floor_before, floor) if f), default=None)
     for label, rates in (("before the runs", floor_before), ("after them", floor)):
