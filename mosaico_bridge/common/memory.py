@@ -12,6 +12,7 @@ that way, 0.2–0.3 s with the thresholds fixed (``docs/live-path.md``).
 
 from __future__ import annotations
 
+import functools
 import platform
 import threading
 
@@ -48,30 +49,34 @@ def keep_freed_memory(retain_bytes: int) -> bool:
         True if both thresholds were set; False off glibc (nothing changes).
     """
     global _retain_bytes
-    libc = _libc()
-    if libc is None:
+    lib = libc()
+    if lib is None:
         return False
-    ok = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(libc.mallopt(M_TRIM_THRESHOLD, int(retain_bytes)))
+    ok = bool(lib.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(lib.mallopt(M_TRIM_THRESHOLD, int(retain_bytes)))
     _retain_bytes = int(retain_bytes) if ok else 0
     return ok
 
 
-def _libc():
-    """glibc through ctypes (malloc, free, mallopt typed), or None off glibc."""
+@functools.cache
+def libc():
+    """glibc through ctypes (``malloc``, ``realloc``, ``free`` and ``mallopt`` typed), or None
+    off glibc. Loaded once per process."""
     if platform.libc_ver()[0] != "glibc":
         return None
     import ctypes
 
     try:
-        libc = ctypes.CDLL(None)
-        libc.malloc.restype = ctypes.c_void_p
-        libc.malloc.argtypes = [ctypes.c_size_t]
-        libc.free.restype = None
-        libc.free.argtypes = [ctypes.c_void_p]
-        libc.mallopt  # noqa: B018 - AttributeError if absent
+        lib = ctypes.CDLL(None)
+        lib.malloc.restype = ctypes.c_void_p
+        lib.malloc.argtypes = [ctypes.c_size_t]
+        lib.realloc.restype = ctypes.c_void_p
+        lib.realloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        lib.free.restype = None
+        lib.free.argtypes = [ctypes.c_void_p]
+        lib.mallopt  # noqa: B018 - AttributeError if absent
     except (OSError, AttributeError):
         return None
-    return libc
+    return lib
 
 
 def warm_heap(nbytes: int, name: str = "mb-warm") -> threading.Thread | None:
@@ -90,20 +95,20 @@ def warm_heap(nbytes: int, name: str = "mb-warm") -> threading.Thread | None:
         The started thread (join it to wait), or None if nothing is warmed (off glibc,
         without keep_freed_memory, ``nbytes`` below one piece, or malloc failed).
     """
-    libc = _libc()
+    lib = libc()
     count = min(int(nbytes), 3 * _retain_bytes // 4) // WARM_PIECE_BYTES
-    if libc is None or count <= 0:
+    if lib is None or count <= 0:
         return None
     pieces = []
     for _ in range(count):
-        p = libc.malloc(WARM_PIECE_BYTES)
+        p = lib.malloc(WARM_PIECE_BYTES)
         if not p:
             break
         pieces.append(p)
-    fence = libc.malloc(64)
+    fence = lib.malloc(64)
     if not pieces or not fence:
         for p in pieces:
-            libc.free(p)
+            lib.free(p)
         return None
     _fences.append(fence)
 
@@ -113,7 +118,7 @@ def warm_heap(nbytes: int, name: str = "mb-warm") -> threading.Thread | None:
         name_os_thread()
         for p in pieces:
             ctypes.memset(p, 0, WARM_PIECE_BYTES)  # a foreign call: runs without the GIL
-            libc.free(p)  # back to the arena it came from (the caller's)
+            lib.free(p)  # back to the arena it came from (the caller's)
 
     thread = threading.Thread(target=touch, name=name, daemon=True)
     thread.start()

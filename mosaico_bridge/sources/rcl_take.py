@@ -32,6 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..common.memory import libc
 from ..common.threads import name_os_thread
 
 log = logging.getLogger("mosaico_bridge.sources")
@@ -115,13 +116,16 @@ _MessageInfo = ctypes.c_ubyte * 256  # rmw_message_info_t is 64 bytes in Kilted
 
 
 class _Lib:
-    """rcl, rcutils and libc functions, typed."""
+    """rcl and rcutils functions, typed, and glibc's allocator (``common/memory.py``)."""
 
     def __init__(self) -> None:
         paths = _loaded_libraries()
         self.rcl = ctypes.CDLL(paths["rcl"])
         self.rcutils = ctypes.CDLL(paths["rcutils"])
-        self.libc = ctypes.CDLL(None)
+        lib = libc()
+        if lib is None:
+            raise OSError("glibc's malloc is needed to hand message buffers over")
+        self.malloc, self.realloc, self.free = lib.malloc, lib.realloc, lib.free
         vp, sz, ret = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32
 
         def fn(lib, name, restype, *argtypes):
@@ -151,9 +155,6 @@ class _Lib:
         fn(self.rcl, "rcl_wait_set_add_guard_condition", ret, ctypes.POINTER(_WaitSet),
            ctypes.POINTER(_GuardCondition), ctypes.POINTER(sz))
         fn(self.rcl, "rcl_wait", ret, ctypes.POINTER(_WaitSet), ctypes.c_int64)
-        fn(self.libc, "malloc", vp, sz)
-        fn(self.libc, "realloc", vp, vp, sz)
-        fn(self.libc, "free", None, vp)
         self.PyCapsule_GetPointer = ctypes.pythonapi.PyCapsule_GetPointer
         self.PyCapsule_GetPointer.restype = vp
         self.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -218,7 +219,6 @@ class _Entry:
         self.handle = _Subscription()
         self.message = _SerializedMessage()
         self.message.allocator = _lib.allocator  # type: ignore[union-attr]
-        self.taken = 0
 
 
 class RclTaker:
@@ -414,7 +414,6 @@ class RclTaker:
                 self._on_error(lib.error(f"taking a message of {entry.topic}", ret))
                 return
             n = message.buffer_length
-            entry.taken += 1
             if n < HANDOVER_BYTES:
                 serialized: Any = ctypes.string_at(message.buffer, n)
             else:
