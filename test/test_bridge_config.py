@@ -91,16 +91,18 @@ def test_worker_nice_outside_0_to_19_refused_at_configure(nice):
     assert str(info.value) == f"parameter 'worker_nice': must be an integer in 0..19, got {nice!r}"
 
 
+@pytest.mark.parametrize("flag", ["warm_memory", "receive_thread"])
 @pytest.mark.parametrize("value", [1, 0, "true", None])
-def test_warm_memory_must_be_a_bool(value):
+def test_bool_flags_must_be_bools(flag, value):
     with pytest.raises(ValueError) as info:
-        BridgeConfig.from_values(_values(warm_memory=value), env={})
-    assert str(info.value) == f"parameter 'warm_memory': must be true or false, got {value!r}"
+        BridgeConfig.from_values(_values(**{flag: value}), env={})
+    assert str(info.value) == f"parameter '{flag}': must be true or false, got {value!r}"
 
 
-def test_warm_memory_defaults_to_true():
-    assert BridgeConfig.from_values(_values(), env={}).warm_memory is True
-    assert BridgeConfig.from_values(_values(warm_memory=False), env={}).warm_memory is False
+@pytest.mark.parametrize("flag", ["warm_memory", "receive_thread"])
+def test_bool_flags_default_to_true(flag):
+    assert getattr(BridgeConfig.from_values(_values(), env={}), flag) is True
+    assert getattr(BridgeConfig.from_values(_values(**{flag: False}), env={}), flag) is False
 
 
 def test_worker_nice_defaults_to_0_and_takes_0_to_19_with_either_server():
