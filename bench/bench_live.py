@@ -56,6 +56,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -135,6 +136,64 @@ def thread_cpu(pid: int, since: dict[int, tuple[str, float, float]] | None = Non
 def top_threads(cpu: dict[str, tuple[float, float]], n: int = 6) -> str:
     rows = sorted(cpu.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:n]
     return ", ".join(f"{name} {u + k:.1f} s (sys {k:.1f})" for name, (u, k) in rows)
+
+
+class MemoryMapSampler:
+    """Reads ``/proc/PID/smaps`` of a running process every ``period_s`` on a thread and keeps
+    the reading with the largest total Rss; :meth:`summary` sorts it by kind of mapping.
+
+    Kinds: ``[heap]`` is glibc's main malloc arena (what the main thread and rmw allocate);
+    anonymous mappings of 1 MiB or more are mostly the other threads' malloc arenas (64 MiB
+    heaps, e.g. the mb-take thread's, which holds the messages in flight); the rest are thread
+    stacks and small maps, shared libraries, and shared memory (Fast DDS segments in
+    /dev/shm)."""
+
+    def __init__(self, pid: int, period_s: float = 0.25) -> None:
+        self.pid, self.period_s = pid, period_s
+        self.best_kib = 0
+        self.best: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> dict[str, int] | None:
+        try:
+            text = Path(f"/proc/{self.pid}/smaps").read_text()
+        except OSError:
+            return None
+        kinds: dict[str, int] = {}
+        kind = ""
+        for line in text.splitlines():
+            head = line.split(None, 5)
+            if "-" in head[0] and not head[0].endswith(":"):
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                name = head[5] if len(head) > 5 else ""
+                kind = ("main malloc arena [heap]" if name == "[heap]"
+                        else "shared memory /dev/shm" if name.startswith("/dev/shm")
+                        else "libraries and files" if name.startswith("/")
+                        else "anonymous maps >= 1 MiB (thread arenas)" if not name and end - start >= 1 << 20
+                        else "stacks and small maps")
+            elif head[0] == "Rss:":
+                kinds[kind] = kinds.get(kind, 0) + int(head[1])
+        return kinds
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            kinds = self._read()
+            if kinds is None:
+                return
+            total = sum(kinds.values())
+            if total > self.best_kib:
+                self.best_kib, self.best = total, kinds
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def summary(self) -> str:
+        parts = sorted(self.best.items(), key=lambda kv: -kv[1])
+        return (f"{self.best_kib / 1024:.0f} MiB: "
+                + ", ".join(f"{name} {kib / 1024:.0f}" for name, kib in parts if kib >= 1024))
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -361,9 +420,15 @@ def warm_pages(directory: Path, total_bytes: int) -> None:
         store_floor(directory, total_bytes)  # the same writes and delete; its rates are not needed here
 
 
+#: scenario -> MemoryMapSampler.summary() of its bridge run (--smaps)
+MEMORY_MAPS: dict[str, str] = {}
+
+
 def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, profile: bool, params=(),
-               profile_args=(), perf_record: bool = False, warm_bytes: int = 0):
-    """One bridge process recording ``procs``' load; ``target`` its server parameters."""
+               profile_args=(), perf_record: bool = False, warm_bytes: int = 0, bridge_env=(), smaps: bool = False):
+    """One bridge process recording ``procs``' load; ``target`` its server parameters; ``bridge_env``
+    ``NAME=VALUE`` strings set in the bridge's environment only; ``smaps``: sample its memory
+    map while it records (:class:`MemoryMapSampler`)."""
     topics = topics_of(procs)
     log_path = logdir / f"bridge_{name}.log"
     log = open(log_path, "w")  # noqa: SIM115 - the bridge process writes to it; closed after it exits
@@ -373,8 +438,10 @@ def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, p
                                "-p", "spool_dir:=" + str(logdir / "spool"),
                                "-p", "topics:=[" + ",".join(f'"{t}"' for t in topics) + "]",
                                *[a for p in params for a in ("-p", p)]],
-                              stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+                              stdout=log, stderr=subprocess.STDOUT,
+                              env={**env, **dict(e.split("=", 1) for e in bridge_env)}, cwd=REPO)
     spy = None
+    sampler = MemoryMapSampler(bridge.pid) if smaps else None
     try:
         assert driver.transition("configure") and driver.transition("activate"), "bridge did not activate"
         warm_pages(logdir, warm_bytes)
@@ -396,6 +463,9 @@ def bridge_run(name, procs, seconds, env, target, driver, logdir, compression, p
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         threads = thread_cpu(bridge.pid)  # before deactivate, which ends the mb-take thread
+        if sampler is not None:
+            sampler.stop()
+            MEMORY_MAPS[name] = sampler.summary()
         assert driver.transition("deactivate")
         cpu, rss = proc_cpu_rss(bridge.pid)
     finally:
@@ -429,6 +499,12 @@ def main() -> int:
                          "filesystem, so the store's writes land on pages the VM's host still backs")
     ap.add_argument("--server-nice", type=int, default=0, metavar="N",
                     help="diagnostic: run the server process (mosaico_server, acks) at nice N")
+    ap.add_argument("--bridge-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set NAME=VALUE in the bridge process's environment only (repeatable), e.g. "
+                         "FASTDDS_BUILTIN_TRANSPORTS=UDPv4")
+    ap.add_argument("--smaps", action="store_true",
+                    help="diagnostic: read the bridge's /proc/PID/smaps every 0.25 s while it records and "
+                         "print its peak RSS by kind of mapping (main malloc arena, thread arenas, libraries, ...)")
     args = ap.parse_args()
     args.keep = args.keep or args.perf
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
@@ -458,7 +534,8 @@ def main() -> int:
             server_cpu0 = proc_cpu_rss(server.pid)[0] if server else 0.0
             server_tasks0 = task_cpu(server.pid) if server else {}
             res = bridge_run(name, procs, args.seconds, env, target, driver, root, args.compression, args.profile,
-                             args.param, args.profile_args.split(), args.perf, int(args.warm_pages * (1 << 30)))
+                             args.param, args.profile_args.split(), args.perf, int(args.warm_pages * (1 << 30)),
+                             args.bridge_env, args.smaps)
             server_cpu = proc_cpu_rss(server.pid)[0] - server_cpu0 if server else None  # None: embedded
             server_threads = thread_cpu(server.pid, since=server_tasks0) if server else {}
             reader = start_server(cmd, store, port) if embedded else server
@@ -494,6 +571,7 @@ def main() -> int:
           + (f"{args.warm_pages:g} GiB written and deleted in the store's filesystem before each bridge run; "
              if args.warm_pages else "")
           + (f"server process at nice {args.server_nice}; " if args.server_nice else "")
+          + (f"bridge environment {' '.join(args.bridge_env)}; " if args.bridge_env else "")
           + "bare = bare rclpy subscriber (raw, reliable, KEEP_ALL, EventsExecutor), run alone before the bridge")
     floor_mbps = max((sustained(f) for f in (floor_before, floor) if f), default=None)
     for label, rates in (("before the runs", floor_before), ("after them", floor)):
@@ -522,6 +600,8 @@ def main() -> int:
               f"peak RSS {bare_info['hwm_mib']:.0f} MiB; bridge run: machine busy {busy_brg:.0%}, publishers' CPU "
               f"{pub_cpu:.1f} s")
         print(f"   bridge CPU by thread (threads alive before deactivate): {top_threads(threads[0])}")
+        if name in MEMORY_MAPS:
+            print(f"   bridge memory at its peak reading (smaps): {MEMORY_MAPS[name]}")
         if threads[1]:
             print(f"   server CPU by thread (threads alive at the end; a DoPut handler thread that ended is "
                   f"only in the total): {top_threads(threads[1])}")
