@@ -179,6 +179,37 @@ def test_unsubscribe_stops_callbacks_and_close_stops_the_thread(node, agent):
     assert len(got) == 1
 
 
+def test_a_callback_may_unsubscribe_its_own_subscription(node, agent):
+    """Unsubscribing from a callback, on the take thread, ends that subscription's burst
+    without an error: the loop does not take from a subscription rcl has finalized."""
+    from std_msgs.msg import String
+
+    from mosaico_bridge.sources.rcl_take import RclTaker
+
+    errors: list[BaseException] = []
+    got: list = []
+    entries: list = []
+
+    def callback(serialized):
+        got.append(serialized)
+        taker.unsubscribe(entries)
+
+    taker = RclTaker(node, errors.append)
+    try:
+        entries.append(taker.subscribe("/take/self", String, _qos(), callback))
+        agent.ask("advertise", topic="/take/self", type="std_msgs/msg/String")
+        agent.ask("matched", topic="/take/self", count=1)
+        for i in range(5):  # several queued, so that the burst would take more after the first
+            agent.ask("publish", topic="/take/self", data=f"m{i}")
+        wait_until(lambda: len(got) >= 1, timeout=20, what="the first message")
+        wait_until(lambda: node.count_subscribers("/take/self") == 0, timeout=20, what="the unsubscription")
+        assert not entries[0].handle.impl
+    finally:
+        taker.close()
+    assert len(got) == 1
+    assert errors == []
+
+
 def test_a_failing_callback_is_reported_and_taking_goes_on(node, agent):
     from std_msgs.msg import String
 

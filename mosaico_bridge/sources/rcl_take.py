@@ -407,6 +407,8 @@ class RclTaker:
         handle = ctypes.byref(entry.handle)
         byref_message, byref_info = ctypes.byref(message), ctypes.byref(info)
         for _ in range(TAKE_BURST):
+            if not entry.handle.impl:
+                return  # a callback on this thread unsubscribed it (unsubscribe finalized it)
             ret = lib.rcl_take_serialized_message(handle, byref_message, byref_info, None)
             if ret == RCL_RET_SUBSCRIPTION_TAKE_FAILED:
                 return
