@@ -10,7 +10,7 @@ Scenarios (each --seconds long; publishers in their own processes, reliable QoS)
 
 Each scenario runs twice: into a bare subscriber alone (bare_sub.py --events: raw=True,
 EventsExecutor, the QoS the bridge takes), then into the bridge alone, recording into a
-server process whose root is on /dev/shm. Per topic: published, bare received, stored (rows
+server process whose root is on /dev/shm (``--root-dir``). Per topic: published, bare received, stored (rows
 the server holds, from its FlightInfo; the SDK cross-checks one small topic), dropped
 (the bridge's counter), ratio stored / bare. Per scenario: bridge peak RSS (VmHWM), CPU
 seconds, receive → acknowledged latency p50 / p99 (the node's counters); and where the
@@ -497,6 +497,10 @@ def main() -> int:
     ap.add_argument("--warm-pages", type=float, default=0, metavar="GIB",
                     help="diagnostic: before each bridge run publishes, write and delete GIB GiB in the store's "
                          "filesystem, so the store's writes land on pages the VM's host still backs")
+    ap.add_argument("--root-dir", type=Path, default=Path("/dev/shm"), metavar="DIR",
+                    help="the directory in which the run's server root, logs and store floor files are made "
+                         "(default /dev/shm; for example a tmpfs mounted with huge=within_size, "
+                         "docs/live-path.md § The store's memory on a VM)")
     ap.add_argument("--server-nice", type=int, default=0, metavar="N",
                     help="diagnostic: run the server process (mosaico_server, acks) at nice N")
     ap.add_argument("--bridge-env", action="append", default=[], metavar="NAME=VALUE",
@@ -510,7 +514,9 @@ def main() -> int:
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID") or str(random.randint(1, 101)))
     os.environ.update(env)
-    root = Path(tempfile.mkdtemp(prefix="bench_live_", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    if not args.root_dir.is_dir():
+        ap.error(f"--root-dir {args.root_dir}: not a directory")
+    root = Path(tempfile.mkdtemp(prefix="bench_live_", dir=args.root_dir))
     store = root / "store"
     port = free_port()
     cmd = ([PY, str(REPO / "test" / "ros_procs" / "ack_server.py")] if args.server == "acks"

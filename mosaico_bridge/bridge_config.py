@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client.transport import COMPRESSIONS
-from .common.threads import MAX_NICE, check_nice
+from .common.threads import MAX_NICE, check_nice, check_realtime_priority
 from .protocol import auth, names
 from .protocol.errors import InvalidArgumentError
 from .sources.topic_filter import TopicFilter
@@ -105,6 +105,15 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "message instead of rclpy's two, and the conversion and upload threads do not wait for it "
         "(docs/live-path.md § The take thread). false: rclpy's executor takes them, as every other topic.",
     ),
+    "realtime_priority": (
+        0,
+        "SCHED_FIFO priority (Linux, 1..99) for the threads that take messages from the middleware: the "
+        "mb-take thread (receive_thread) and the rmw layer's receive threads (Fast DDS dds.shm.<port> / "
+        "dds.udp.<port>, Cyclone DDS recv*), so that on a busy machine no other thread delays a large "
+        "message while it arrives or is taken. Needs CAP_SYS_NICE or an rtprio limit of at least this "
+        "value (limits.conf, systemd LimitRTPRIO); configure fails without it. 0 (default): off "
+        "(docs/live-path.md § Real-time priority for the receive threads).",
+    ),
     "spool_dir": (
         "./mosaico_spool",
         "Where record batches go when the server can no longer take them (server lost, key revoked): "
@@ -170,6 +179,7 @@ class BridgeConfig:
     worker_nice: int
     warm_memory: bool
     receive_thread: bool
+    realtime_priority: int
     spool_dir: str | None
     reconnect_max_backoff_s: float
     max_inflight_bytes: int
@@ -206,6 +216,10 @@ class BridgeConfig:
             check_nice(nice)
         except ValueError:
             raise bad("worker_nice", f"must be an integer in 0..{MAX_NICE}, got {nice!r}") from None
+        try:
+            realtime_priority = check_realtime_priority(values["realtime_priority"])
+        except ValueError as exc:
+            raise bad("realtime_priority", str(exc)) from None
         for flag in ("warm_memory", "receive_thread"):
             if not isinstance(values[flag], bool):
                 raise bad(flag, f"must be true or false, got {values[flag]!r}")
@@ -289,6 +303,7 @@ class BridgeConfig:
             worker_nice=nice,
             warm_memory=values["warm_memory"],
             receive_thread=values["receive_thread"],
+            realtime_priority=realtime_priority,
             spool_dir=str(values["spool_dir"]).strip() or None,
             reconnect_max_backoff_s=float(backoff),
             max_inflight_bytes=values["max_inflight_bytes"],

@@ -91,8 +91,10 @@ class Agent:
 class BridgeProcess:
     """``python -m mosaico_bridge.node`` with parameters; stderr+stdout go to a log file."""
 
-    def __init__(self, domain_id: int, log_path: Path, params: dict, name: str = "mosaico_bridge") -> None:
-        args = [sys.executable, "-m", "mosaico_bridge.node", "--ros-args", "-r", f"__node:={name}"]
+    def __init__(self, domain_id: int, log_path: Path, params: dict, name: str = "mosaico_bridge",
+                 wrapper: list[str] | tuple[str, ...] = ()) -> None:
+        """``wrapper``: a command the node runs under (``setpriv ...``), default none."""
+        args = [*wrapper, sys.executable, "-m", "mosaico_bridge.node", "--ros-args", "-r", f"__node:={name}"]
         for key, value in params.items():
             if isinstance(value, list):
                 value = "[" + ",".join(json.dumps(v) for v in value) + "]"

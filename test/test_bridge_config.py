@@ -91,6 +91,19 @@ def test_worker_nice_outside_0_to_19_refused_at_configure(nice):
     assert str(info.value) == f"parameter 'worker_nice': must be an integer in 0..19, got {nice!r}"
 
 
+@pytest.mark.parametrize("priority", [-1, 100, True, "5", 2.0])
+def test_realtime_priority_outside_0_to_99_refused_at_configure(priority):
+    with pytest.raises(ValueError) as info:
+        BridgeConfig.from_values(_values(realtime_priority=priority), env={})
+    assert str(info.value) == f"parameter 'realtime_priority': must be an integer in 0..99, got {priority!r}"
+
+
+def test_realtime_priority_defaults_to_off_and_takes_1_to_99():
+    assert BridgeConfig.from_values(_values(), env={}).realtime_priority == 0
+    for priority in (1, 50, 99):
+        assert BridgeConfig.from_values(_values(realtime_priority=priority), env={}).realtime_priority == priority
+
+
 @pytest.mark.parametrize("flag", ["warm_memory", "receive_thread"])
 @pytest.mark.parametrize("value", [1, 0, "true", None])
 def test_bool_flags_must_be_bools(flag, value):

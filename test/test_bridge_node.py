@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -39,10 +40,10 @@ def procs(tmp_path, ros_domain):
             started.append(a)
             return a
 
-        def bridge(self, **params) -> BridgeProcess:
+        def bridge(self, _wrapper: list[str] | tuple[str, ...] = (), **params) -> BridgeProcess:
             params.setdefault("spool_dir", str(tmp_path / "spool"))
             params.setdefault("embedded_root", str(tmp_path / "embedded"))
-            b = BridgeProcess(ros_domain, tmp_path / f"bridge{len(started)}.log", params)
+            b = BridgeProcess(ros_domain, tmp_path / f"bridge{len(started)}.log", params, wrapper=_wrapper)
             started.append(b)
             return b
 
@@ -600,6 +601,79 @@ def test_image_topics_are_taken_on_the_take_thread(server, procs, receive_thread
         handler = sdk.topic_handler(f"take_{receive_thread}", "/cam/image_raw")
         got = [hashlib.sha1(bytes(m.data.data)).hexdigest() for m in handler.get_data_streamer()]
     assert got == out["sha1"]
+
+
+def _policies(pid: int) -> dict[str, set[tuple[int, int]]]:
+    """{OS thread name: {(scheduling policy, real-time priority)}} of a process's threads."""
+    out: dict[str, set[tuple[int, int]]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            tid = int(task.name)
+            policy = os.sched_getscheduler(tid) & ~os.SCHED_RESET_ON_FORK
+            out.setdefault(name, set()).add((policy, os.sched_getparam(tid).sched_priority))
+        except OSError:
+            continue  # the thread ended
+    return out
+
+
+def _realtime_permitted() -> bool:
+    from mosaico_bridge.common.threads import realtime_refused
+
+    return sys.platform.startswith("linux") and realtime_refused(7) is None
+
+
+@pytest.mark.skipif(not _realtime_permitted(), reason="SCHED_FIFO needs Linux and CAP_SYS_NICE or an rtprio limit")
+def test_realtime_priority_raises_the_take_and_receive_threads_only(server, procs):
+    """realtime_priority 7: the mb-take thread and Fast DDS's receive threads run under
+    SCHED_FIFO 7 while the node records, the executor, conversion and data threads do not;
+    at cleanup the receive threads are back under SCHED_OTHER. Every frame is stored."""
+    from mosaico_bridge.common.threads import RECEIVE_THREAD_NAME
+
+    bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="realtime", topics=["/cam/image_raw"],
+                          realtime_priority=7)
+    driver, publisher = procs.agent("driver"), procs.agent("publisher")
+    assert driver.ask("transition", node=NODE, transition="configure")["success"]
+    assert driver.ask("transition", node=NODE, transition="activate")["success"]
+    publisher.start("images", topic="/cam/image_raw", hz=30, seconds=2, width=640, height=480)
+    bridge.wait_log(r"recording /cam/image_raw .*mb-take", timeout=30)
+    out = publisher.result(timeout=60)
+    fifo = (os.SCHED_FIFO, 7)
+    policies = wait_until(lambda: (p := _policies(bridge.proc.pid)).get("mb-take") == {fifo} and p, timeout=10,
+                          what="the mb-take thread under SCHED_FIFO 7")
+    receive = {name: p for name, p in policies.items() if RECEIVE_THREAD_NAME.fullmatch(name)}
+    assert receive and all(p == {fifo} for p in receive.values()), policies
+    assert re.search(r"realtime_priority 7: SCHED_FIFO for dds\.", bridge.log())
+    others = {name: p for name, p in policies.items() if name not in receive and name != "mb-take"}
+    assert any(name.startswith("mb-convert") for name in others) and "python" in others, others
+    assert all(p == {(os.SCHED_OTHER, 0)} for p in others.values()), others
+    driver.ask("wait_received", node="mosaico_bridge", counts={"/cam/image_raw": out["published"]}, timeout=60)
+    assert driver.ask("transition", node=NODE, transition="deactivate")["success"]
+    c = bridge.counters()[-1]["/cam/image_raw"]
+    assert c["received"] == c["written"] == out["published"] and c["dropped"] == 0, c
+    assert driver.ask("transition", node=NODE, transition="cleanup")["success"]
+    after = _policies(bridge.proc.pid)
+    assert all(after[name] == {(os.SCHED_OTHER, 0)} for name in receive if name in after), after
+
+
+def test_realtime_priority_without_the_privilege_fails_configure(server, procs):
+    """Without CAP_SYS_NICE (dropped by setpriv when the test runs with it) and with an
+    rtprio limit of 0, configure fails with a line naming the parameter and what is missing."""
+    import resource
+    import shutil
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("SCHED_FIFO is Linux")
+    if resource.getrlimit(resource.RLIMIT_RTPRIO)[0] >= 7:
+        pytest.skip("this process's rtprio limit allows priority 7 without any capability")
+    wrapper = ["setpriv", "--bounding-set", "-sys_nice", "--inh-caps", "-sys_nice"] if _realtime_permitted() else []
+    if wrapper and shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop CAP_SYS_NICE")
+    bridge = procs.bridge(_wrapper=wrapper, host="127.0.0.1", port=server.port, realtime_priority=7)
+    driver = procs.agent("driver")
+    assert driver.ask("transition", node=NODE, transition="configure") == {"success": False, "state": "unconfigured"}
+    line = bridge.wait_log(r"configure refused: parameter 'realtime_priority'.*").group(0)
+    assert "priority 7 not permitted" in line and "CAP_SYS_NICE" in line, line
 
 
 #: Memory the bridge may take above max_inflight_bytes and above what a bare subscriber on the

@@ -8,15 +8,21 @@ tell the conversion, data and acknowledgement threads from rclpy's executor thre
 :func:`worker_initializer` also lowers the priority of the threads that do the heavy work
 (conversion, upload, the embedded server's writes), so that on a machine short of CPU the
 threads that take messages from the rmw layer run first (``docs/live-path.md`` § Priorities).
+
+:func:`set_realtime_priority` does the opposite for the threads that take messages, where the
+user grants it (the node's ``realtime_priority``, ``docs/live-path.md`` § Real-time priority
+for the receive threads).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 _PR_SET_NAME = 15  # <linux/prctl.h>
 _prctl = None
@@ -90,3 +96,76 @@ def worker_initializer(nice: int = 0) -> Callable[[], None]:
     """A ``ThreadPoolExecutor`` initializer: :func:`name_os_thread`, then
     :func:`lower_thread_priority` by ``nice``."""
     return functools.partial(_start_worker, nice)
+
+
+#: Highest SCHED_FIFO priority Linux gives (``sched_get_priority_max(SCHED_FIFO)``).
+MAX_REALTIME_PRIORITY = 99
+
+#: OS names of the rmw layer's receive threads: Fast DDS's listeners on a shared-memory
+#: port or a socket (``dds.shm.7001``, ``dds.udp.7412``; not its ``dds.shm.wdog`` watchdog),
+#: Cyclone DDS's ``recv``, ``recvUC`` and ``recvMC``.
+RECEIVE_THREAD_NAME = re.compile(r"dds\.(shm|udp|tcp)\.\d+|recv(UC|MC)?")
+
+
+def check_realtime_priority(priority: object) -> int:
+    """``priority`` if it is an integer in 0..:data:`MAX_REALTIME_PRIORITY` (0: off).
+
+    Raises:
+        ValueError: otherwise, naming the value.
+    """
+    if (isinstance(priority, bool) or not isinstance(priority, int)
+            or not 0 <= priority <= MAX_REALTIME_PRIORITY):
+        raise ValueError(f"must be an integer in 0..{MAX_REALTIME_PRIORITY}, got {priority!r}")
+    return priority
+
+
+def set_realtime_priority(tid: int, priority: int) -> None:
+    """Run thread ``tid`` (0: the calling thread) under SCHED_FIFO at ``priority`` (1..99),
+    or back under SCHED_OTHER for ``priority`` 0. SCHED_RESET_ON_FORK is set, so processes
+    the thread starts run at normal priority.
+
+    Raises:
+        PermissionError: the process has neither CAP_SYS_NICE nor an RLIMIT_RTPRIO of at
+            least ``priority`` (``ulimit -r``, ``limits.conf`` ``rtprio``, systemd ``LimitRTPRIO``).
+        OSError: off Linux, or the thread has ended (ProcessLookupError).
+    """
+    if not hasattr(os, "SCHED_FIFO"):
+        raise OSError("SCHED_FIFO is not available on this system")
+    policy = os.SCHED_FIFO if priority > 0 else os.SCHED_OTHER
+    os.sched_setscheduler(tid, policy | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+
+
+def realtime_refused(priority: int) -> str | None:
+    """Why this process may not run threads under SCHED_FIFO at ``priority``, or None if it
+    may: tried on a short-lived thread of its own, so no thread of the caller changes."""
+    why: list[str] = []
+
+    def attempt() -> None:
+        try:
+            set_realtime_priority(0, priority)
+        except OSError as exc:
+            why.append(f"{exc.strerror or exc} (needs CAP_SYS_NICE or an rtprio limit of at least "
+                       f"{priority}: ulimit -r, limits.conf, systemd LimitRTPRIO)")
+
+    t = threading.Thread(target=attempt, name="mosaico-rtcheck", daemon=True)
+    t.start()
+    t.join()
+    return why[0] if why else None
+
+
+def receive_threads() -> dict[int, str]:
+    """{thread id: OS name} of this process's threads that :data:`RECEIVE_THREAD_NAME`
+    matches. Empty off Linux."""
+    out: dict[int, str] = {}
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue  # the thread ended
+        if RECEIVE_THREAD_NAME.fullmatch(name):
+            out[int(task.name)] = name
+    return out

@@ -168,6 +168,8 @@ class LiveSource:
             ``mb-take`` thread (:mod:`.rcl_take`), its sink then gets a ``pyarrow.Buffer``
             for a message of 64 KiB or more. Asked after ``on_topic`` accepted the topic.
             Default: every topic through rclpy's executor.
+        realtime_priority: SCHED_FIFO priority of the ``mb-take`` thread (1..99; 0: normal),
+            see :class:`~.rcl_take.RclTaker`.
     """
 
     def __init__(
@@ -179,8 +181,10 @@ class LiveSource:
         info: Callable[[str], None] | None = None,
         now_ns: Callable[[], int] | None = None,
         off_executor: Callable[[str], bool] | None = None,
+        realtime_priority: int = 0,
     ) -> None:
         self.node = node
+        self._realtime_priority = realtime_priority
         self._info = info or log.info
         self.topic_filter = topic_filter
         self.on_topic = on_topic
@@ -242,7 +246,7 @@ class LiveSource:
             return None
         if self._taker is None:
             try:
-                self._taker = rcl_take.RclTaker(self.node, self._take_error)
+                self._taker = rcl_take.RclTaker(self.node, self._take_error, self._realtime_priority)
             except RuntimeError as exc:
                 self._taker_refused = True
                 self._info(f"large messages are taken through rclpy's executor: {exc}")

@@ -33,7 +33,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..common.memory import libc
-from ..common.threads import name_os_thread
+from ..common.threads import name_os_thread, set_realtime_priority
 
 log = logging.getLogger("mosaico_bridge.sources")
 
@@ -229,13 +229,16 @@ class RclTaker:
             subscription must be removed (:meth:`close`) before the node is destroyed.
         on_error: called on the take thread with an exception the take loop or a callback
             raised; the loop goes on.
+        realtime_priority: 1..99: the take thread runs under SCHED_FIFO at this priority
+            (``common/threads.py`` ``set_realtime_priority``; refused, it says so through
+            ``on_error`` and runs at normal priority); 0: normal priority.
 
     Raises:
         RuntimeError: if :func:`available` says rcl cannot be reached, or the guard
             condition cannot be made.
     """
 
-    def __init__(self, node: Any, on_error: Callable[[BaseException], None]) -> None:
+    def __init__(self, node: Any, on_error: Callable[[BaseException], None], realtime_priority: int = 0) -> None:
         why = available()
         if why is not None:
             raise RuntimeError(f"rcl through ctypes is not available: {why}")
@@ -245,6 +248,7 @@ class RclTaker:
         self._node_ptr = node.handle.pointer
         self._context_ptr = node.context.handle.pointer
         self._on_error = on_error
+        self._realtime_priority = realtime_priority
         self._guard = _GuardCondition()
         ret = lib.rcl_guard_condition_init(ctypes.byref(self._guard), self._context_ptr,
                                            lib.rcl_guard_condition_get_default_options())
@@ -344,6 +348,12 @@ class RclTaker:
     # ------------------------------------------------------------ the take thread
     def _run(self) -> None:
         name_os_thread()
+        if self._realtime_priority:
+            try:
+                set_realtime_priority(0, self._realtime_priority)
+            except OSError as exc:
+                self._on_error(RuntimeError(f"realtime_priority {self._realtime_priority} refused for the "
+                                            f"mb-take thread: {exc}"))
         lib = self._lib
         wait_set = _WaitSet()
         built = False
