@@ -111,7 +111,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "mb-take thread (receive_thread) and the rmw layer's receive threads (Fast DDS dds.shm.<port> / "
         "dds.udp.<port>, Cyclone DDS recv*), so that on a busy machine no other thread delays a large "
         "message while it arrives or is taken. Needs CAP_SYS_NICE or an rtprio limit of at least this "
-        "value (limits.conf, systemd LimitRTPRIO); configure fails without it. 0 (default): off "
+        "value (limits.conf, systemd LimitRTPRIO); configure fails without it. It slows floods of small "
+        "messages, whose receive threads then take the executor's core. 0 (default): off "
         "(docs/live-path.md § Real-time priority for the receive threads).",
     ),
     "spool_dir": (
