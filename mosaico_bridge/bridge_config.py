@@ -107,12 +107,12 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     ),
     "realtime_priority": (
         0,
-        "SCHED_FIFO priority (Linux, 1..99) for the threads that take messages from the middleware: the "
-        "mb-take thread (receive_thread) and the rmw layer's receive threads (Fast DDS dds.shm.<port> / "
-        "dds.udp.<port>, Cyclone DDS recv*), so that on a busy machine no other thread delays a large "
-        "message while it arrives or is taken. Needs CAP_SYS_NICE or an rtprio limit of at least this "
-        "value (limits.conf, systemd LimitRTPRIO); configure fails without it. It slows floods of small "
-        "messages, whose receive threads then take the executor's core. 0 (default): off "
+        "SCHED_FIFO priority (Linux, 1..99) for the threads that take large messages: topics whose type "
+        "carries a byte array (images, point clouds) then go through a DDS participant of their own (node "
+        "<name>_take), whose receive threads run under SCHED_FIFO with the mb-take thread, so that on a "
+        "busy machine no other thread delays a frame while it arrives or is taken. The other topics keep "
+        "the node's priority. Needs receive_thread, and CAP_SYS_NICE or an rtprio limit of at least this "
+        "value (limits.conf, systemd LimitRTPRIO); configure fails without them. 0 (default): off "
         "(docs/live-path.md § Real-time priority for the receive threads).",
     ),
     "spool_dir": (
@@ -224,6 +224,8 @@ class BridgeConfig:
         for flag in ("warm_memory", "receive_thread"):
             if not isinstance(values[flag], bool):
                 raise bad(flag, f"must be true or false, got {values[flag]!r}")
+        if realtime_priority and not values["receive_thread"]:
+            raise bad("realtime_priority", "needs receive_thread: true (it raises the take thread's participant)")
         timestamp_source = str(values["timestamp_source"]).strip().lower()
         if timestamp_source not in ("receive", "header"):
             raise bad("timestamp_source", f"must be 'receive' or 'header', got {values['timestamp_source']!r}")

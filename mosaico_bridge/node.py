@@ -74,7 +74,7 @@ from .bridge_config import PARAMETERS, BridgeConfig
 from .client import DEFAULT_MAX_INFLIGHT_BYTES, MosaicoClient, MosaicoError, SequenceWriter, SessionLevelErrorPolicy
 from .common.imports import keep_pandas_out
 from .common.memory import keep_freed_memory
-from .common.threads import realtime_refused, receive_threads, set_realtime_priority
+from .common.threads import realtime_refused
 from .conversion import ConversionError
 from .embedded import Connection, EmbeddedServerError, ServerConfig, connect_or_embed
 from .protocol.errors import InvalidArgumentError
@@ -143,7 +143,6 @@ class BridgeNode(LifecycleNode):
         self.spool_state = "streaming"  # streaming | spooling | uploading
         self._memory_warmed = False  # warm_heap ran for this node (once: the process keeps the memory)
         self._byte_topics: set[str] = set()  # topics whose type has a byte array, this activation
-        self._realtime_tids: set[int] = set()  # receive threads raised to SCHED_FIFO (realtime_priority)
 
     def destroy_node(self) -> None:
         """Remove the subscriptions first: those of the mb-take thread live on this node's
@@ -243,7 +242,6 @@ class BridgeNode(LifecycleNode):
                 f"embedded Mosaico server on {root.resolve()} (serve it later with: mosaico_server --root {root})"
             )
         self.config = config
-        self._raise_receive_threads(first=True)
         visible = sorted(t for t, _types in self.get_topic_names_and_types() if config.topic_filter(t))
         self.get_logger().info(f"topics matching now: {json.dumps(visible)}")
         self.get_logger().info(
@@ -267,7 +265,6 @@ class BridgeNode(LifecycleNode):
                                  off_executor=self._byte_topics.__contains__ if cfg.receive_thread else None,
                                  realtime_priority=cfg.realtime_priority)
         self.source.start()
-        self._raise_receive_threads()
         self._timers = [
             self._steady_timer(cfg.discovery_period_s, self._safe(self._discover)),
             self._steady_timer(1.0, self._safe(self._check_and_publish)),
@@ -464,44 +461,9 @@ class BridgeNode(LifecycleNode):
         if self.connection is not None:
             self.connection.close()
             self.connection = None
-        for tid in self._realtime_tids:  # back to normal priority: the node no longer records
-            try:
-                set_realtime_priority(tid, 0)
-            except OSError:
-                pass  # the thread ended
-        self._realtime_tids.clear()
         self.client = None
         self.config = None
         return TransitionCallbackReturn.SUCCESS
-
-    def _raise_receive_threads(self, first: bool = False) -> None:
-        """With ``realtime_priority``: SCHED_FIFO for the rmw layer's receive threads that are
-        not yet raised (``common/threads.py`` ``receive_threads``); the ``mb-take`` thread
-        raises itself. Logged once per call that raised any.
-
-        Raises:
-            PermissionError: refused although configure's check passed.
-        """
-        priority = self.config.realtime_priority if self.config is not None else 0
-        if not priority:
-            return
-        raised = []
-        for tid, name in sorted(receive_threads().items()):
-            if tid in self._realtime_tids:
-                continue
-            try:
-                set_realtime_priority(tid, priority)
-            except ProcessLookupError:
-                continue  # the thread ended
-            self._realtime_tids.add(tid)
-            raised.append(name)
-        if raised:
-            self.get_logger().info(f"realtime_priority {priority}: SCHED_FIFO for {', '.join(raised)}")
-        elif first and not self._realtime_tids:
-            self.get_logger().warning(
-                f"realtime_priority {priority}: no receive thread of the rmw layer found by name "
-                "(dds.shm.<port>, dds.udp.<port>, recv*); only the mb-take thread will run under SCHED_FIFO"
-            )
 
     # ================================================================ error handling
     def _apply_error_policy(self, error: BaseException) -> None:

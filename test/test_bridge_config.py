@@ -98,6 +98,13 @@ def test_realtime_priority_outside_0_to_99_refused_at_configure(priority):
     assert str(info.value) == f"parameter 'realtime_priority': must be an integer in 0..99, got {priority!r}"
 
 
+def test_realtime_priority_needs_the_take_thread():
+    with pytest.raises(ValueError) as info:
+        BridgeConfig.from_values(_values(realtime_priority=5, receive_thread=False), env={})
+    assert str(info.value).startswith("parameter 'realtime_priority': needs receive_thread: true")
+    assert BridgeConfig.from_values(_values(realtime_priority=0, receive_thread=False), env={}).realtime_priority == 0
+
+
 def test_realtime_priority_defaults_to_off_and_takes_1_to_99():
     assert BridgeConfig.from_values(_values(), env={}).realtime_priority == 0
     for priority in (1, 50, 99):

@@ -37,6 +37,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from ..common.memory import warm_heap
+from ..common.threads import receive_threads, set_realtime_priority
 from ..protocol.errors import MosaicoError
 from . import rcl_take
 from .topic_filter import TopicFilter
@@ -168,8 +169,9 @@ class LiveSource:
             ``mb-take`` thread (:mod:`.rcl_take`), its sink then gets a ``pyarrow.Buffer``
             for a message of 64 KiB or more. Asked after ``on_topic`` accepted the topic.
             Default: every topic through rclpy's executor.
-        realtime_priority: SCHED_FIFO priority of the ``mb-take`` thread (1..99; 0: normal),
-            see :class:`~.rcl_take.RclTaker`.
+        realtime_priority: 1..99: the topics taken off the executor go through a DDS
+            participant of their own, whose receive threads and the ``mb-take`` thread run
+            under SCHED_FIFO at this priority (:meth:`_start_take_participant`); 0: normal.
     """
 
     def __init__(
@@ -199,6 +201,8 @@ class LiveSource:
         self._taker: rcl_take.RclTaker | None = None
         self._taken: dict[str, object] = {}  # topic -> its RclTaker entry
         self._taker_refused = False  # rcl_take.available() said no (logged once)
+        self._take_node: Node | None = None  # with realtime_priority: the take thread's participant
+        self._take_context = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -213,6 +217,7 @@ class LiveSource:
         if self._taker is not None:
             self._taker.close()
             self._taker = None
+        self._stop_take_participant()
         self._taken.clear()
         self._subs.clear()
         self._sinks.clear()
@@ -246,12 +251,53 @@ class LiveSource:
             return None
         if self._taker is None:
             try:
-                self._taker = rcl_take.RclTaker(self.node, self._take_error, self._realtime_priority)
+                node = self._start_take_participant() if self._realtime_priority else self.node
+                self._taker = rcl_take.RclTaker(node, self._take_error, self._realtime_priority)
             except RuntimeError as exc:
+                self._stop_take_participant()
                 self._taker_refused = True
                 self._info(f"large messages are taken through rclpy's executor: {exc}")
                 return None
         return self._taker
+
+    def _start_take_participant(self) -> Node:
+        """With ``realtime_priority``: a node in an rclpy context of its own, so a DDS
+        participant of its own, whose receive threads carry only the topics taken on the
+        ``mb-take`` thread. Those threads (the ones that appear with it) run under SCHED_FIFO;
+        the node's own participant, which carries the small topics, keeps its priority
+        (``docs/live-path.md`` § Real-time priority for the receive threads).
+
+        Raises:
+            PermissionError: SCHED_FIFO refused (the node checks it at configure).
+        """
+        import rclpy
+        from rclpy.signals import SignalHandlerOptions
+
+        before = set(receive_threads())
+        context = rclpy.Context()
+        # args=[]: the process's --ros-args (node name, parameters) are the bridge node's, not this one's
+        rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
+        self._take_context = context
+        name = f"{self.node.get_name()}_take"
+        self._take_node = Node(name, namespace=self.node.get_namespace(), context=context, cli_args=[],
+                               use_global_arguments=False, start_parameter_services=False, enable_rosout=False)
+        raised = []
+        for tid, thread in sorted(receive_threads().items()):
+            if tid not in before:
+                set_realtime_priority(tid, self._realtime_priority)
+                raised.append(thread)
+        self._info(f"topics with byte arrays go through node {self._take_node.get_fully_qualified_name()} "
+                   f"(a DDS participant of its own); realtime_priority {self._realtime_priority}: SCHED_FIFO for "
+                   f"mb-take{''.join(', ' + t for t in raised) or ' (no receive thread of the rmw layer found by name)'}")
+        return self._take_node
+
+    def _stop_take_participant(self) -> None:
+        node, context = self._take_node, self._take_context
+        self._take_node = self._take_context = None
+        if node is not None:
+            node.destroy_node()
+        if context is not None and context.ok():
+            context.try_shutdown()
 
     def _take_error(self, exc: BaseException) -> None:
         if self._error is None:
