@@ -570,6 +570,21 @@ def test_warm_memory_faults_in_the_heap_when_an_image_topic_is_subscribed(server
     assert driver.ask("transition", node=NODE, transition="deactivate")["success"]
 
 
+def _record_images_beside_a_string(procs, server, sequence: str, **params):
+    """A bridge recording /note (std_msgs/String, advertised first) and /cam/image_raw
+    (640x480 images at 30 Hz for 2 s, started once /note is recorded) into ``sequence``;
+    returns (bridge, driver, publisher) with the images being published."""
+    bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name=sequence,
+                          topics=["/cam/image_raw", "/note"], **params)
+    driver, publisher = procs.agent("driver"), procs.agent("publisher")
+    publisher.ask("advertise", topic="/note", type="std_msgs/msg/String")
+    assert driver.ask("transition", node=NODE, transition="configure")["success"]
+    assert driver.ask("transition", node=NODE, transition="activate")["success"]
+    bridge.wait_log(r"recording /note", timeout=30)
+    publisher.start("images", topic="/cam/image_raw", hz=30, seconds=2, width=640, height=480)
+    return bridge, driver, publisher
+
+
 @pytest.mark.parametrize("receive_thread", [True, False])
 def test_image_topics_are_taken_on_the_take_thread(server, procs, receive_thread):
     """receive_thread (default true): an Image topic is taken on the bridge's mb-take thread,
@@ -577,14 +592,8 @@ def test_image_topics_are_taken_on_the_take_thread(server, procs, receive_thread
     stored whole (SHA-1 of each frame's data read back through the SDK)."""
     import mosaicolabs
 
-    bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name=f"take_{receive_thread}",
-                          topics=["/cam/image_raw", "/note"], receive_thread=receive_thread)
-    driver, publisher = procs.agent("driver"), procs.agent("publisher")
-    publisher.ask("advertise", topic="/note", type="std_msgs/msg/String")
-    assert driver.ask("transition", node=NODE, transition="configure")["success"]
-    assert driver.ask("transition", node=NODE, transition="activate")["success"]
-    bridge.wait_log(r"recording /note", timeout=30)
-    publisher.start("images", topic="/cam/image_raw", hz=30, seconds=2, width=640, height=480)
+    bridge, driver, publisher = _record_images_beside_a_string(procs, server, f"take_{receive_thread}",
+                                                               receive_thread=receive_thread)
     line = bridge.wait_log(r"recording /cam/image_raw .*", timeout=30).group(0)
     out = publisher.result(timeout=60)
     assert out["published"] >= 55, out
@@ -631,14 +640,7 @@ def test_realtime_priority_raises_the_take_participant_only(server, procs):
     keep SCHED_OTHER. Every message is stored; after deactivate no thread is left raised."""
     from mosaico_bridge.common.threads import RECEIVE_THREAD_NAME
 
-    bridge = procs.bridge(host="127.0.0.1", port=server.port, sequence_name="realtime",
-                          topics=["/cam/image_raw", "/note"], realtime_priority=7)
-    driver, publisher = procs.agent("driver"), procs.agent("publisher")
-    publisher.ask("advertise", topic="/note", type="std_msgs/msg/String")
-    assert driver.ask("transition", node=NODE, transition="configure")["success"]
-    assert driver.ask("transition", node=NODE, transition="activate")["success"]
-    bridge.wait_log(r"recording /note", timeout=30)
-    publisher.start("images", topic="/cam/image_raw", hz=30, seconds=2, width=640, height=480)
+    bridge, driver, publisher = _record_images_beside_a_string(procs, server, "realtime", realtime_priority=7)
     bridge.wait_log(r"recording /cam/image_raw .*mb-take", timeout=30)
     line = bridge.wait_log(r"go through node /mosaico_bridge_take .*", timeout=30).group(0)
     assert "realtime_priority 7: SCHED_FIFO for mb-take, dds." in line, line
