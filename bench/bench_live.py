@@ -497,9 +497,10 @@ def main() -> int:
     ap.add_argument("--warm-pages", type=float, default=0, metavar="GIB",
                     help="diagnostic: before each bridge run publishes, write and delete GIB GiB in the store's "
                          "filesystem, so the store's writes land on pages the VM's host still backs")
-    ap.add_argument("--root-dir", type=Path, default=Path("/dev/shm"), metavar="DIR",
+    ap.add_argument("--root-dir", type=Path, default=None, metavar="DIR",
                     help="the directory in which the run's server root, logs and store floor files are made "
-                         "(default /dev/shm; for example a tmpfs mounted with huge=within_size, "
+                         "(default /dev/shm, else the system's temporary directory; for example a tmpfs "
+                         "mounted with huge=within_size, "
                          "docs/live-path.md § The store's memory on a VM)")
     ap.add_argument("--server-nice", type=int, default=0, metavar="N",
                     help="diagnostic: run the server process (mosaico_server, acks) at nice N")
@@ -514,7 +515,9 @@ def main() -> int:
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID") or str(random.randint(1, 101)))
     os.environ.update(env)
-    if not args.root_dir.is_dir():
+    if args.root_dir is None:
+        args.root_dir = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    elif not args.root_dir.is_dir():
         ap.error(f"--root-dir {args.root_dir}: not a directory")
     root = Path(tempfile.mkdtemp(prefix="bench_live_", dir=args.root_dir))
     store = root / "store"

@@ -286,9 +286,10 @@ class LiveSource:
             if tid not in before:
                 set_realtime_priority(tid, self._realtime_priority)
                 raised.append(thread)
+        missing = "" if raised else " (no receive thread of the rmw layer found by name)"
         self._info(f"topics with byte arrays go through node {self._take_node.get_fully_qualified_name()} "
                    f"(a DDS participant of its own); realtime_priority {self._realtime_priority}: SCHED_FIFO for "
-                   f"mb-take{''.join(', ' + t for t in raised) or ' (no receive thread of the rmw layer found by name)'}")
+                   f"{', '.join(['mb-take', *raised])}{missing}")
         return self._take_node
 
     def _stop_take_participant(self) -> None:
