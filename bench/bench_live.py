@@ -12,7 +12,8 @@ Each scenario runs twice: into a bare subscriber alone (bare_sub.py --events: ra
 EventsExecutor, the QoS the bridge takes), then into the bridge alone, recording into a
 server process whose root is on /dev/shm (``--root-dir``). Per topic: published, bare received, stored (rows
 the server holds, from its FlightInfo; the SDK cross-checks one small topic), dropped
-(the bridge's counter), ratio stored / bare. Per scenario: bridge peak RSS (VmHWM), CPU
+(the bridge's counter), ratio stored / bare, and rx/bare: the bridge's received counter / bare (what it took
+from the rmw layer, stored or dropped at its memory budget). Per scenario: bridge peak RSS (VmHWM), CPU
 seconds, receive → acknowledged latency p50 / p99 (the node's counters); and where the
 machine's CPU went while the load was published: the share of all CPUs busy (/proc/stat),
 the publishers' and the bare subscriber's CPU seconds, the bridge's and the server process's
@@ -619,12 +620,13 @@ def main() -> int:
         rows = sorted(stored) if len(stored) <= 6 else []
         if rows:
             print(f"   {'topic':<20}{'pub(bare)':>10}{'bare rx':>9}{'pub(brg)':>9}{'brg rx':>8}{'stored':>8}{'dropped':>8}"
-                  f"{'ratio':>7}{'p50 ms':>8}{'p99 ms':>8}")
+                  f"{'ratio':>7}{'rx/bare':>8}{'p50 ms':>8}{'p99 ms':>8}")
         for t in rows:
             v = c.get(t, {})
             ratio = stored[t] / bare[t] if bare.get(t) else float("nan")
+            rx_ratio = v.get("received", 0) / bare[t] if bare.get(t) else float("nan")
             print(f"   {t:<20}{pub_b.get(t, 0):>10}{bare.get(t, 0):>9}{pub.get(t, 0):>9}{v.get('received', 0):>8}{stored[t]:>8}"
-                  f"{v.get('dropped', 0):>8}{ratio:>7.2f}{v.get('latency_ns_p50', 0) / 1e6:>8.0f}"
+                  f"{v.get('dropped', 0):>8}{ratio:>7.2f}{rx_ratio:>8.2f}{v.get('latency_ns_p50', 0) / 1e6:>8.0f}"
                   f"{v.get('latency_ns_p99', 0) / 1e6:>8.0f}")
         if not rows:
             dropped = sum(v["dropped"] for v in c.values())
